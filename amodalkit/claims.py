@@ -452,3 +452,16 @@ def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: 
             lines.append("| " + " | ".join(_cell(x) for x in (
                 f"`{r['id']}`", r["source"], r["claim"], r["paper_figure"], r["ours"], _MARK[r["verdict"]], rule, section)) + " |")
     return "\n".join(lines) + "\n"
+
+
+def show_verdicts(recorder):
+    """Markdown table of the verdicts of one notebook's claims, from its in-memory measurements."""
+    from IPython.display import Markdown
+
+    results = {recorder.notebook: recorder.as_results()}
+    rows = verdict_table(results, claims_for(recorder.notebook))
+    lines = ["| id | claim | ours | verdict | rule |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        rule = r["rule"] + (f" ({r['note']})" if r["note"] else "")
+        lines.append("| " + " | ".join(_cell(x) for x in (f"`{r['id']}`", r["claim"], r["ours"], _MARK[r["verdict"]], rule)) + " |")
+    return Markdown("\n".join(lines))

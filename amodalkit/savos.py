@@ -252,3 +252,26 @@ def free_fit_scores(clip, probs: torch.Tensor) -> dict[str, np.ndarray]:
         "recall": (inter + 1e-6) / (amodal.sum(axis=(-2, -1)) + 1e-6),
         "extra": (pred & ~amodal).sum(axis=(-2, -1)),
     }
+
+
+def chain_cost_problem(n_frames: int, size: int, seed: int = 0):
+    """A random problem for comparing the cost of the chained losses with L_complete (App. B).
+
+    Returns:
+        (logits, flow, visible, weight): logits (1, T, size, size) requiring grad, a random
+        translation per frame as flow (1, T-1, 2, size, size), random visible masks and W.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, n_frames, size, size, generator=gen).requires_grad_(True)
+    shifts = torch.randint(-2, 3, (n_frames - 1, 2), generator=gen).float()
+    flow = shifts[None, :, :, None, None].expand(1, n_frames - 1, 2, size, size).contiguous()
+    visible = (torch.rand(1, n_frames, size, size, generator=gen) > 0.5).float()
+    weight = (torch.rand(1, n_frames, size, size, generator=gen) > 0.3).float()
+    return logits, flow, visible, weight
+
+
+def chained_loss(logits, flow, visible, weight) -> torch.Tensor:
+    """L_M + L_C over a clip: T-1 warps, each prediction compared with the next frame only."""
+    probs = torch.sigmoid(logits)
+    warped = warp_sequence(probs, flow)
+    return mask_loss(warped, visible[:, 1:], weight[:, 1:]) + consistency_loss(warped, probs)

@@ -226,11 +226,13 @@ def trajectory_pixels(clip: Clip, obj: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([pos_r, pos_c], axis=-1), inside
 
 
-def never_visible(clip: Clip, obj: int) -> np.ndarray:
+def never_visible(clip: Clip, obj: int, first_frame: int = 0) -> np.ndarray:
     """Amodal pixels of ``obj`` that are visible in no frame (Theorem 1, assumption 3), per frame.
 
     Follows each amodal point along its trajectory (the object translates rigidly), so the result
-    is exact for integer motion.
+    is exact for integer motion. Only frames ``first_frame..T-1`` count as seen: SaVos's L_M
+    compares the predictions of frames 1..T-1 with their visible masks and never looks at frame 0,
+    so for the losses a point seen only in frame 0 is never seen (pass ``first_frame=1``).
 
     Returns:
         (T, H, W) bool: at frame t, the amodal pixels of ``obj`` whose point is never visible.
@@ -238,7 +240,7 @@ def never_visible(clip: Clip, obj: int) -> np.ndarray:
     pos, inside = trajectory_pixels(clip, obj)
     t_len = clip.n_frames
     seen = np.zeros(pos.shape[1], dtype=bool)
-    for t in range(t_len):
+    for t in range(first_frame, t_len):
         r, c = pos[t, :, 0].clip(0, clip.amodal.shape[2] - 1), pos[t, :, 1].clip(0, clip.amodal.shape[3] - 1)
         seen |= inside[t] & clip.visible[t, obj][r, c]
     out = np.zeros(clip.amodal[:, obj].shape, dtype=bool)
@@ -248,11 +250,13 @@ def never_visible(clip: Clip, obj: int) -> np.ndarray:
     return out & clip.amodal[:, obj]
 
 
-def never_background_comoving(clip: Clip, obj: int) -> np.ndarray:
+def never_background_comoving(clip: Clip, obj: int, first_frame: int = 0) -> np.ndarray:
     """Exterior pixels that move with ``obj`` and are background in no frame (assumption 4), per frame.
 
     Follows every image pixel of frame 0 with ``obj``'s translation; a point counts when it lies
-    outside the object's amodal mask and is never background while inside the image.
+    outside the object's amodal mask, stays inside the image in every frame (the domain of
+    :func:`in_view`, where the theorem speaks) and is background in none of the frames
+    ``first_frame..T-1`` (see :func:`never_visible` for why the losses need ``first_frame=1``).
 
     Returns:
         (T, H, W) bool.
@@ -268,9 +272,9 @@ def never_background_comoving(clip: Clip, obj: int) -> np.ndarray:
     pr, pc = pos_r.clip(0, h - 1), pos_c.clip(0, w - 1)
     exterior = ~clip.amodal[0, obj][rows, cols]
     ever_bg = np.zeros(rows.shape, dtype=bool)
-    for t in range(t_len):
+    for t in range(first_frame, t_len):
         ever_bg |= inside[t] & background[t][pr[t], pc[t]]
-    flagged = exterior & ~ever_bg
+    flagged = exterior & ~ever_bg & inside.all(axis=0)
     out = np.zeros((t_len, h, w), dtype=bool)
     for t in range(t_len):
         keep = flagged & inside[t]
@@ -294,7 +298,7 @@ def _rigid_clip(
     subpixel: bool,
     break_visibility: bool,
     break_exterior: bool,
-    max_tries: int = 500,
+    max_tries: int = 3000,
 ) -> Clip:
     margin = 2
     size = np.array([width, height], dtype=float)
@@ -377,11 +381,18 @@ def _rigid_clip(
         occluded_enough = all(clip.occlusion[:, k].max() > 0.1 for k in order[1:])
         if not occluded_enough:
             continue
-        vis_broken = [never_visible(clip, k).any() for k in range(n_objects)]
-        ext_broken = [never_background_comoving(clip, k).any() for k in range(n_objects)]
-        want_vis = [break_visibility and k == host for k in range(n_objects)]
-        want_ext = [break_exterior and k == host for k in range(n_objects)]
-        if vis_broken == want_vis and ext_broken == want_ext:
+        # judged on the frames the losses observe (1..T-1), see never_visible: each switch breaks its
+        # assumption exactly on the helper's pixels, and nothing else is broken
+        expected_vis = {k: np.zeros_like(amodal[:, 0]) for k in range(n_objects)}
+        expected_ext = {k: np.zeros_like(amodal[:, 0]) for k in range(n_objects)}
+        for j, (kind, host_k, *_rest) in enumerate(helper_rects):
+            if kind == "sticker":
+                expected_vis[host_k] = amodal[:, n_objects + j] & amodal[:, host_k]
+            else:
+                expected_ext[host_k] = amodal[:, n_objects + j]
+        if all(np.array_equal(never_visible(clip, k, first_frame=1), expected_vis[k])
+               and np.array_equal(never_background_comoving(clip, k, first_frame=1), expected_ext[k])
+               for k in range(n_objects)):
             return clip
     raise RuntimeError(
         "rigid world: could not place objects that satisfy the requested assumptions in "
@@ -410,8 +421,8 @@ def rigid_world(split: str, seed: int = 0, n_clips: int = 4, **params) -> World:
     break_visibility (glue a small square inside the back-most object, so part of it is never visible:
     breaks assumption 3), break_exterior (glue a small square just outside the back-most object, so a co-moving
     exterior region is never background: breaks assumption 4). Clips are drawn until they show
-    occlusion (max occlusion rate > 0.1 for every object behind another) and satisfy exactly the assumptions
-    that are not switched off.
+    occlusion (max occlusion rate > 0.1 for every object behind another) and satisfy exactly the
+    assumptions that are not switched off, judged on frames 1..T-1 (the frames SaVos's L_M observes).
     """
     unknown = set(params) - set(RIGID_DEFAULTS)
     if unknown:

@@ -1,0 +1,97 @@
+"""The runner and the build: every notebook under smoke, caching, failures, the claims page."""
+import json
+
+import nbformat
+import pytest
+
+from amodalkit import book, profiles
+from amodalkit.claims import claims_for
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_under_smoke_and_records_its_claims(smoke_run):
+    assert [r.name for r in smoke_run] == book.notebook_names()
+    assert all(r.status == "ran" for r in smoke_run)
+    for name in book.notebook_names():
+        results = json.loads(book.results_path("smoke", name).read_text())
+        assert results["parameters"] == profiles.resolve(name, "smoke")
+        recorded = set(results["measurements"])
+        for claim in claims_for(name):
+            needed = {m.split("/", 1)[1] for m in claim.rule.measures()}
+            assert needed <= recorded, f"{claim.id}: {sorted(needed - recorded)} not recorded by {name}"
+        executed = nbformat.read(book.executed_path("smoke", name), as_version=4)
+        assert executed.metadata["amodalkit"]["cache_key"] == results["cache_key"]
+        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors
+
+
+@pytest.mark.slow
+def test_unchanged_notebooks_are_skipped(smoke_run):
+    again = book.run("smoke")
+    assert all(r.status == "skipped" for r in again)
+
+
+@pytest.mark.slow
+def test_claims_page_and_html(smoke_book):
+    html_dir = smoke_book.parent
+    claims_html = (html_dir / "claims.html").read_text()
+    assert "savos.thm1.exact" in claims_html and "not run yet" in claims_html
+    assert (html_dir / "widgets" / "embed-amd.js").is_file()
+    chapter = (html_dir / "chapters" / "savos_theorem1.html").read_text()
+    assert "widgets/embed-amd.js" in chapter and "cdn" not in chapter.split("embed-amd.js")[0][-300:]
+
+
+@pytest.fixture
+def scratch_book(tmp_path, monkeypatch):
+    """A throwaway book with its own notebooks, results and build folders."""
+    for name in ("NOTEBOOK_DIR", "BOOK_DIR", "RESULTS_DIR", "BUILD_DIR"):
+        monkeypatch.setattr(book, name, tmp_path / name.lower())
+    book.NOTEBOOK_DIR.mkdir()
+    book.BOOK_DIR.mkdir()
+    (book.BOOK_DIR / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/scratch\n")
+    monkeypatch.setitem(profiles.NOTEBOOKS, "scratch", {"divisor": profiles.Param(int, 1, "what to divide by", -5, 5)})
+
+    def write(body: str):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("divisor = 1")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell("x = 1\ny = 2"), nbformat.v4.new_code_cell(body)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, book.NOTEBOOK_DIR / "scratch.ipynb")
+
+    return write
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_names_itself_its_cell_and_the_error(scratch_book):
+    scratch_book("from amodalkit.results import Recorder\nrec = Recorder('scratch')\nrec.add('q', 1 / divisor, seed=0)\nrec.save()")
+    with pytest.raises(book.BookError) as err:
+        book.run("quick", overrides={"divisor": 0})
+    message = str(err.value)
+    assert "notebook 'scratch' failed in cell [4]" in message
+    assert "rec.add('q', 1 / divisor, seed=0)" in message and "ZeroDivisionError" in message
+    assert not book.results_path("quick-custom", "scratch").exists(), "no results from a failed run"
+    assert (book.BUILD_DIR / "quick-custom" / "failed" / "scratch.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_cache_follows_source_parameters_and_records_results(scratch_book):
+    scratch_book("from amodalkit.results import Recorder\nrec = Recorder('scratch')\nrec.add('q', 1 / divisor, seed=0)\nrec.save()")
+    assert [r.status for r in book.run("quick")] == ["ran"]
+    assert json.loads(book.results_path("quick", "scratch").read_text())["measurements"]["q"]["values"] == [1.0]
+    assert [r.status for r in book.run("quick")] == ["skipped"]
+    assert [r.status for r in book.run("quick", overrides={"divisor": 4})] == ["ran"]
+    assert json.loads(book.results_path("quick-custom", "scratch").read_text())["measurements"]["q"]["values"] == [0.25]
+    assert [r.status for r in book.run("quick")] == ["skipped"], "a custom run leaves the profile's results alone"
+    scratch_book("pass  # edited")
+    assert [r.status for r in book.run("quick")] == ["ran"]
+    assert [r.status for r in book.run("quick", force=True)] == ["ran"]
+
+
+def test_unknown_only_name_is_an_error():
+    with pytest.raises(book.BookError, match="unknown notebook"):
+        book.run("smoke", only=["no_such_notebook"])
+
+
+def test_every_chapter_has_a_notebook_and_vice_versa():
+    assert set(book.notebook_names()) == set(profiles.NOTEBOOKS)

@@ -1,0 +1,44 @@
+"""pyproject.toml and environment.yml list the same pinned dependencies."""
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def normalise(requirement: str) -> str:
+    name, _, version = requirement.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name.strip().lower())}=={version.strip()}"
+
+
+def pyproject_pins() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += extra
+    return {normalise(r) for r in reqs}
+
+
+def environment_pins() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    return {normalise(r) for r in pip if not r.startswith("-e")}
+
+
+def test_every_dependency_is_pinned_exactly():
+    for req in pyproject_pins() | environment_pins():
+        assert re.fullmatch(r"[a-z0-9-]+==[0-9][0-9a-z.+]*", req), f"not pinned with ==: {req}"
+
+
+def test_pyproject_and_environment_agree():
+    ours, theirs = pyproject_pins(), environment_pins()
+    assert ours == theirs, f"only in pyproject.toml: {sorted(ours - theirs)}; only in environment.yml: {sorted(theirs - ours)}"
+
+
+def test_environment_python_matches_requires_python():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert python == "python=3.11" and ">=3.11" in requires
