@@ -88,7 +88,9 @@ def frame_explorer(frames: np.ndarray, layers: dict[str, np.ndarray], *, scale: 
         return w.Image(value=png_bytes(upscale(rgb_or_rgba, scale)), format="png",
                        layout=w.Layout(width=f"{width * scale}px", height=f"{h * scale}px"))
 
-    slider = w.IntSlider(value=0, min=0, max=t_len - 1, description="frame", continuous_update=True)
+    # labels are HTML widgets, not `description`s: ipywidgets typesets descriptions with the MathJax 2
+    # API, which throws on the MathJax 3 pages of the book
+    slider = w.IntSlider(value=0, min=0, max=t_len - 1, continuous_update=True)
     frame_stack = w.Stack([image(f) for f in frames], selected_index=0, layout=w.Layout(grid_area="view"))
     per_frame_stacks = [frame_stack]  # each follows the slider
     layer_stacks, toggles = [], []  # each layer: [blank, its per-frame stack], chosen by its toggle
@@ -97,18 +99,17 @@ def frame_explorer(frames: np.ndarray, layers: dict[str, np.ndarray], *, scale: 
         colour = LAYER_COLOURS.get(name, (200, 200, 200))
         per_frame = w.Stack([image(layer_rgba(m, colour)) for m in masks], selected_index=0)
         on_off = w.Stack([image(blank), per_frame], selected_index=int(name in shown), layout=w.Layout(grid_area="view"))
-        toggle = w.ToggleButtons(options=["hide", "show"], index=int(name in shown), description=name,
-                                 style={"button_width": "56px"})
+        toggle = w.ToggleButtons(options=["hide", "show"], index=int(name in shown), style={"button_width": "56px"})
         w.jslink((toggle, "index"), (on_off, "selected_index"))
         per_frame_stacks.append(per_frame)
         layer_stacks.append(on_off)
-        toggles.append(toggle)
+        toggles.append(w.HBox([w.HTML(f"<span style='display:inline-block;width:70px'>{name}</span>"), toggle]))
     for stack in per_frame_stacks:
         w.jslink((slider, "value"), (stack, "selected_index"))
     # every stack sits in the same grid cell, so the layers are drawn over the frame
     view = w.GridBox([frame_stack] + layer_stacks,
                      layout=w.Layout(grid_template_areas='"view"', width=f"{width * scale}px"))
     header = [w.HTML(f"<b>{title}</b>")] if title else []
-    box = w.VBox(header + [slider, w.HBox([view, w.VBox(toggles)])])
+    box = w.VBox(header + [w.HBox([w.HTML("frame&nbsp;"), slider]), w.HBox([view, w.VBox(toggles)])])
     box.add_class("amodalkit-explorer")
     return box
