@@ -153,7 +153,8 @@ def ensure_kernel() -> str:
     """A kernel spec that runs this very Python, so papermill never picks up another interpreter."""
     kernel_dir = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # log level ERROR: ipykernel warns on every start that its loopback TCP is unencrypted
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=ERROR"],
         "display_name": "Python (amodalkit)",
         "language": "python",
     }
@@ -258,12 +259,12 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
 def _print_summary(reports: list[RunReport], out) -> None:
     if not reports:
         return
-    width = max(len(r.name) for r in reports)
-    print("\nnotebook".ljust(width + 3) + "status    wall time", file=out)
+    width = max(len(r.name) for r in reports + [RunReport("notebook", "", 0)])
+    print(f"\n  {'notebook'.ljust(width)}  {'status'.ljust(8)}  wall time", file=out)
     for r in reports:
-        wall = f"{r.seconds:8.1f} s" if r.status != "skipped" else "   (unchanged)"
-        print(f"  {r.name.ljust(width)} {r.status.ljust(9)}{wall}", file=out)
-    print(f"  {'total'.ljust(width)} {'':9}{sum(r.seconds for r in reports):8.1f} s", file=out)
+        wall = f"{r.seconds:8.1f} s" if r.status != "skipped" else "  (unchanged)"
+        print(f"  {r.name.ljust(width)}  {r.status.ljust(8)}  {wall}", file=out)
+    print(f"  {'total'.ljust(width)}  {'':8}  {sum(r.seconds for r in reports):8.1f} s", file=out)
 
 
 # ------------------------------------------------------------------------------------ vendoring

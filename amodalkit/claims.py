@@ -444,13 +444,16 @@ def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: 
     ]
     lines += [f"| {_MARK[v]} | {counts[v]} |" for v in VERDICTS]
     for paper in dict.fromkeys(r["paper"] for r in rows):
-        lines += ["", f"## {paper}", "", "| id | source | claim | paper | ours | verdict | rule | section |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["", f"## {paper}", "", "| id | claim | paper | ours | verdict | section |", "| --- | --- | --- | --- | --- | --- |"]
         for r in (r for r in rows if r["paper"] == paper):
             section = f"{{doc}}`chapters/{r['notebook']}`" if r["notebook"] in chapters else f"`{r['notebook']}` (not written yet)"
-            rule = r["rule"] + (f" ({r['note']})" if r["note"] else "")
             lines.append("| " + " | ".join(_cell(x) for x in (
-                f"`{r['id']}`", r["source"], r["claim"], r["paper_figure"], r["ours"], _MARK[r["verdict"]], rule, section)) + " |")
+                f"`{r['id']}`", f"{r['claim']} ({r['source']})", r["paper_figure"], r["ours"], _MARK[r["verdict"]], section)) + " |")
+    lines += ["", "## How each verdict is computed", "",
+              "Measurements are named `<notebook>/<measurement>`; each rule reads the per-seed values recorded under "
+              f"`results/{profile}/<notebook>.json`.", ""]
+    for r in rows:
+        lines.append(f"- `{r['id']}`: {r['rule']}" + (f". *{r['note']}*" if r["note"] else ""))
     return "\n".join(lines) + "\n"
 
 
