@@ -49,77 +49,50 @@ def describe(values: list[float] | None) -> str:
 
 
 @dataclass(frozen=True)
-class AtLeast:
-    """Every seed's value of ``measure`` is >= ``threshold``."""
+class Bound:
+    """Every seed's value of ``measure`` lies in [low, high] (either end may be open: None)."""
 
     measure: str
-    threshold: float
+    low: float | None = None
+    high: float | None = None
 
     def measures(self) -> tuple[str, ...]:
         return (self.measure,)
 
     def text(self) -> str:
-        return f"`{self.measure}` ≥ {self.threshold:g} for every seed"
+        if self.high is None:
+            condition = f"≥ {self.low:g}"
+        elif self.low is None:
+            condition = f"≤ {self.high:g}"
+        else:
+            condition = f"in [{self.low:g}, {self.high:g}]"
+        return f"`{self.measure}` {condition} for every seed"
+
+    def _holds(self, x: float) -> bool:
+        return (self.low is None or x >= self.low) and (self.high is None or x <= self.high)
 
     def verdict(self, results) -> str:
         v = _values(results, self.measure)
         if v is None:
             return NOT_RUN
-        if min(v) >= self.threshold:
+        holds = [self._holds(x) for x in v]
+        if all(holds):
             return REPRODUCED
-        if max(v) < self.threshold:
+        if not any(holds):
             return NOT_REPRODUCED
         return WITHIN_NOISE
 
 
-@dataclass(frozen=True)
-class AtMost:
-    """Every seed's value of ``measure`` is <= ``threshold``."""
-
-    measure: str
-    threshold: float
-
-    def measures(self) -> tuple[str, ...]:
-        return (self.measure,)
-
-    def text(self) -> str:
-        return f"`{self.measure}` ≤ {self.threshold:g} for every seed"
-
-    def verdict(self, results) -> str:
-        v = _values(results, self.measure)
-        if v is None:
-            return NOT_RUN
-        if max(v) <= self.threshold:
-            return REPRODUCED
-        if min(v) > self.threshold:
-            return NOT_REPRODUCED
-        return WITHIN_NOISE
+def AtLeast(measure: str, threshold: float) -> Bound:  # noqa: N802 (reads as a rule name)
+    return Bound(measure, low=threshold)
 
 
-@dataclass(frozen=True)
-class Between:
-    """Every seed's value of ``measure`` lies in [low, high]."""
+def AtMost(measure: str, threshold: float) -> Bound:  # noqa: N802
+    return Bound(measure, high=threshold)
 
-    measure: str
-    low: float
-    high: float
 
-    def measures(self) -> tuple[str, ...]:
-        return (self.measure,)
-
-    def text(self) -> str:
-        return f"`{self.measure}` in [{self.low:g}, {self.high:g}] for every seed"
-
-    def verdict(self, results) -> str:
-        v = _values(results, self.measure)
-        if v is None:
-            return NOT_RUN
-        inside = [self.low <= x <= self.high for x in v]
-        if all(inside):
-            return REPRODUCED
-        if not any(inside):
-            return NOT_REPRODUCED
-        return WITHIN_NOISE
+def Between(measure: str, low: float, high: float) -> Bound:  # noqa: N802
+    return Bound(measure, low=low, high=high)
 
 
 @dataclass(frozen=True)
