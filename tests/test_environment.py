@@ -42,3 +42,16 @@ def test_environment_python_matches_requires_python():
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert python == "python=3.11" and ">=3.11" in requires
+
+
+def test_a_second_make_skips_the_install():
+    """`make test` set up .venv for this run; asking again must not reinstall (the stamp matches pyproject.toml)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if not (ROOT / ".venv").is_dir() or shutil.which("make") is None:
+        pytest.skip("not run from the Makefile's .venv")
+    dry_run = subprocess.run(["make", "-n", "venv"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "pip install" not in dry_run, dry_run
