@@ -380,7 +380,8 @@ def verdict_table(results: dict[str, dict[str, Any]], claims=CLAIMS) -> list[dic
     ]
 
 
-_MARK = {REPRODUCED: "✅ reproduced", NOT_REPRODUCED: "❌ not reproduced", WITHIN_NOISE: "≈ within noise", NOT_RUN: "… not run yet"}
+# symbols from common text fonts (DejaVu has them), not emoji: the offline book may have no emoji font
+_MARK = {REPRODUCED: "✓ reproduced", NOT_REPRODUCED: "✗ not reproduced", WITHIN_NOISE: "≈ within noise", NOT_RUN: "… not run yet"}
 
 
 def _cell(text: str) -> str:
@@ -417,11 +418,11 @@ def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: 
     ]
     lines += [f"| {_MARK[v]} | {counts[v]} |" for v in VERDICTS]
     for paper in dict.fromkeys(r["paper"] for r in rows):
-        lines += ["", f"## {paper}", "", "| id | claim | paper | ours | verdict | section |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", f"## {paper}", "", "| claim | verdict | ours | paper |", "| --- | --- | --- | --- |"]
         for r in (r for r in rows if r["paper"] == paper):
             section = f"{{doc}}`chapters/{r['notebook']}`" if r["notebook"] in chapters else f"`{r['notebook']}` (not written yet)"
-            lines.append("| " + " | ".join(_cell(x) for x in (
-                f"`{r['id']}`", f"{r['claim']} ({r['source']})", r["paper_figure"], r["ours"], _MARK[r["verdict"]], section)) + " |")
+            claim = f"`{r['id']}` ({r['source']}): {r['claim']}. Section: {section}"
+            lines.append("| " + " | ".join(_cell(x) for x in (claim, _MARK[r["verdict"]], r["ours"], r["paper_figure"])) + " |")
     lines += ["", "## How each verdict is computed", "",
               "Measurements are named `<notebook>/<measurement>`; each rule reads the per-seed values recorded under "
               f"`results/{profile}/<notebook>.json`.", ""]
@@ -436,8 +437,8 @@ def show_verdicts(recorder):
 
     results = {recorder.notebook: recorder.as_results()}
     rows = verdict_table(results, claims_for(recorder.notebook))
-    lines = ["| id | claim | ours | verdict | rule |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| claim | ours | verdict |", "| --- | --- | --- |"]
     for r in rows:
-        rule = r["rule"] + (f" ({r['note']})" if r["note"] else "")
-        lines.append("| " + " | ".join(_cell(x) for x in (f"`{r['id']}`", r["claim"], r["ours"], _MARK[r["verdict"]], rule)) + " |")
+        lines.append("| " + " | ".join(_cell(x) for x in (f"`{r['id']}`: {r['claim']}", r["ours"], _MARK[r["verdict"]])) + " |")
+    lines += ["", "Rules: " + "; ".join(f"`{r['id']}`: {r['rule']}" for r in rows) + "."]
     return Markdown("\n".join(lines))

@@ -64,11 +64,11 @@ def test_registry_holds_every_claim_of_shared_claims_md():
 def test_claims_page_shows_not_run_yet_without_results():
     page = claims_markdown({}, "quick", set())
     assert page.count("… not run yet") == len(CLAIMS) + 1  # every row, plus the count table
-    assert "| ✅ reproduced | 0 |" in page
+    assert "| ✓ reproduced | 0 |" in page
 
 
 def test_claims_page_computes_verdicts_from_results():
     r = {"savos_theorem1": {"measurements": {"exact.min_iou": {"values": [1.0, 0.995, 0.999], "seeds": [0, 1, 2]}}}}
     page = claims_markdown(r, "quick", {"savos_theorem1"})
     row = next(line for line in page.splitlines() if line.startswith("| `savos.thm1.exact`"))
-    assert "✅ reproduced" in row and "0.998 ± 0.0026 (n=3)" in row and "{doc}`chapters/savos_theorem1`" in row
+    assert "✓ reproduced" in row and "0.998 ± 0.0026 (n=3)" in row and "{doc}`chapters/savos_theorem1`" in row
