@@ -210,19 +210,17 @@ def fit_free_masks(
 
 
 def theorem_inputs(clip) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tensors for :func:`fit_free_masks` from a rigid-world clip, one batch row per object.
+    """Tensors for :func:`fit_free_masks` from a clip, one batch row per object.
 
-    Each object's flow is its ground-truth translation over the whole image (the motion an
-    amodal mask needs, occluded part included), as assumption 1 of Theorem 1 grants.
+    Each object's flow is its ground-truth motion over the whole image (the motion an amodal mask
+    needs, occluded part included), as assumption 1 of Theorem 1 grants.
 
     Returns:
         visible (K, T, H, W), weight (K, T, H, W), flow (K, T-1, 2, H, W).
     """
     visible = torch.from_numpy(clip.visible).float()  # (T, K, H, W)
     weight = visibility_weight(visible)
-    t_len, k, h, w = visible.shape
-    motion = torch.from_numpy(clip.motion).float()  # (T-1, K, 2)
-    flow = motion.permute(1, 0, 2)[..., None, None].expand(k, t_len - 1, 2, h, w).contiguous()
+    flow = torch.from_numpy(clip.motion_field()).permute(1, 0, 2, 3, 4).contiguous()  # (K, T-1, 2, H, W)
     return visible.permute(1, 0, 2, 3).contiguous(), weight.permute(1, 0, 2, 3).contiguous(), flow
 
 

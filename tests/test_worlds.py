@@ -8,20 +8,85 @@ from amodalkit.data import in_view, load_world, never_background_comoving, never
 from amodalkit.ops import warp
 
 
+from amodalkit.data import WORLDS
+from amodalkit.data.shapes import apply
+from amodalkit.data.worlds import load_clip, save_clip
+
+ALL_WORLDS = sorted(WORLDS)
+
+
 def clip_hash(clip) -> str:
     digest = hashlib.sha256()
-    for name in ("frames", "visible", "amodal", "flow_fwd", "flow_bwd", "object_flow_fwd", "motion", "occlusion"):
+    for name in ("frames", "visible", "amodal", "flow_fwd", "flow_bwd", "object_flow_fwd", "poses", "occlusion"):
         digest.update(np.ascontiguousarray(getattr(clip, name)).tobytes())
+    for value in clip.extra.values():
+        digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()
 
 
-def test_same_seed_same_bytes_and_splits_differ():
-    a = load_world("rigid", "train", seed=4, n_clips=2)
-    b = load_world("rigid", "train", seed=4, n_clips=2)
+@pytest.mark.parametrize("name", ALL_WORLDS)
+def test_same_seed_same_bytes_and_splits_never_share_a_clip(name):
+    a = load_world(name, "train", seed=4, n_clips=2, cache=False)
+    b = load_world(name, "train", seed=4, n_clips=2, cache=False)
     assert [clip_hash(c) for c in a] == [clip_hash(c) for c in b]
-    hashes = {clip_hash(load_world("rigid", split, seed=4, n_clips=1)[0]) for split in ("train", "val", "test")}
-    assert len(hashes) == 3
-    assert clip_hash(a[0]) != clip_hash(a[1])
+    hashes = [clip_hash(c) for split in ("train", "val", "test") for c in load_world(name, split, seed=4, n_clips=2, cache=False)]
+    assert len(set(hashes)) == len(hashes)
+
+
+@pytest.mark.parametrize("name", ALL_WORLDS)
+def test_every_world_keeps_the_clip_invariants(name):
+    clip = load_world(name, "val", seed=0, n_clips=1, cache=False)[0]
+    t, k, h, w = clip.visible.shape
+    assert clip.frames.shape == (t, h, w, 3) and clip.frames.dtype == np.uint8
+    assert clip.visible.sum(axis=1).max() <= 1, "visible masks are disjoint"
+    assert not (clip.visible & ~clip.amodal).any(), "visible lies inside amodal"
+    assert (clip.occlusion.max(axis=0)[clip.evaluated] > 0).any(), "something is occluded"
+    assert sorted(clip.depth[0]) == list(range(k))
+    # each object's forward flow carries its sprite points to where the next pose puts them
+    for obj in range(k):
+        for step in range(t - 1):
+            rr, cc = np.nonzero(clip.amodal[step, obj])
+            if rr.size == 0:
+                continue
+            fx, fy = clip.object_flow_fwd[step, obj, :, rr, cc].T
+            u0 = apply(np.linalg.inv(clip.poses[step, obj]), cc.astype(float), rr.astype(float))
+            u1 = apply(np.linalg.inv(clip.poses[step + 1, obj]), cc + fx.astype(float), rr + fy.astype(float))
+            assert np.allclose(u0, u1, atol=1e-3)
+    # scene flow: the visible object's own flow, the camera's on the background
+    assert np.array_equal(clip.flow_fwd[0][:, clip.visible[0, 0]], clip.object_flow_fwd[0, 0][:, clip.visible[0, 0]])
+    bg = ~clip.visible[0].any(axis=0)
+    rr, cc = np.nonzero(bg)
+    nx, ny = apply(clip.camera[1] @ np.linalg.inv(clip.camera[0]), cc.astype(float), rr.astype(float))
+    assert np.allclose(clip.flow_fwd[0, 0, rr, cc], nx - cc, atol=1e-4)
+
+
+def test_types_and_world_specifics():
+    fish = load_world("fishbowl", "train", seed=0, n_clips=1, cache=False)[0]
+    assert fish.types is not None and fish.types.max() < 6
+    assert load_world("chewing_gum", "train", seed=0, n_clips=1, cache=False)[0].types is None
+    gum = load_world("chewing_gum", "train", seed=0, n_clips=1, cache=False)[0]
+    assert gum.frames.shape[:3] == (40, 50, 56) and gum.roles == ["object", "object", "occluder"]
+    plain = load_world("chewing_gum", "train", seed=0, n_clips=1, cache=False, glued_occluder=False)[0]
+    assert plain.roles == ["object", "object"]
+    street = load_world("street", "train", seed=0, n_clips=1, cache=False)[0]
+    pred = street.extra["visible_pred"]
+    assert pred.shape == street.visible.shape and pred.sum(axis=1).max() <= 1
+    assert (pred != street.visible).any(), "predicted masks are degraded"
+    ious = [(pred[:, k] & street.visible[:, k]).sum() / max((pred[:, k] | street.visible[:, k]).sum(), 1) for k in range(street.n_objects)]
+    assert 0.5 < np.mean(ious) < 0.99
+
+
+def test_cache_round_trip_is_exact(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    first = load_world("street", "test", seed=2, n_clips=1)[0]  # generated and written
+    files = list((tmp_path / "worlds" / "street").glob("*.npz"))
+    assert len(files) == 1 and not list((tmp_path / "worlds" / "street").glob(".*tmp"))
+    again = load_world("street", "test", seed=2, n_clips=1)[0]  # read back
+    assert clip_hash(first) == clip_hash(again) and first.roles == again.roles
+    other = load_world("street", "test", seed=2, n_clips=1, miss_rate=0.5)[0]  # other parameters, other file
+    assert len(list((tmp_path / "worlds" / "street").glob("*.npz"))) == 2 and clip_hash(other) != clip_hash(first)
+    save_clip(first, tmp_path / "x.npz")
+    assert clip_hash(load_clip(tmp_path / "x.npz")) == clip_hash(first)
 
 
 def test_clip_structure_and_invariants():
@@ -32,13 +97,12 @@ def test_clip_structure_and_invariants():
     assert not (clip.visible & ~clip.amodal).any(), "visible must lie inside amodal"
     expected = 1 - clip.visible.sum(axis=(2, 3)) / clip.amodal.sum(axis=(2, 3))
     assert np.allclose(clip.occlusion, expected)
-    # each object's ground-truth flow carries its amodal mask exactly to the next frame
+    # each object's ground-truth motion carries its amodal mask exactly to the next frame
     for obj in range(k):
         masks = torch.from_numpy(clip.amodal[:-1, obj]).float()[:, None]
         shift = torch.from_numpy(clip.motion[:, obj])[:, :, None, None].expand(-1, 2, h, w)
         assert torch.equal(warp(masks, shift)[:, 0] > 0.5, torch.from_numpy(clip.amodal[1:, obj]))
-    # scene flow equals the flow of the object visible at each pixel
-    assert np.allclose(clip.flow_fwd[0][:, clip.visible[0, 0]], clip.motion[0, 0][:, None])
+        assert torch.allclose(torch.from_numpy(clip.motion_field()[:, obj]), shift)
 
 
 def test_assumption_switches_break_exactly_what_they_say():
@@ -69,19 +133,36 @@ def test_in_view_is_the_rectangle_that_stays_inside():
         assert view[0].sum() == (h - abs(total[1])) * (w - abs(total[0]))
 
 
-@pytest.mark.parametrize("params,match", [
-    (dict(n_frames=1), "n_frames"),
-    (dict(n_objects=1), "n_objects"),
-    (dict(object_radius=(20.0, 30.0)), "object_radius"),
-    (dict(colour="red"), "unknown parameter"),
+@pytest.mark.parametrize("name,params,match", [
+    ("rigid", dict(n_frames=1), "rigid world: n_frames must be an integer >= 2"),
+    ("vos", dict(n_frames=0), "vos world: n_frames must be an integer >= 2, got 0"),
+    ("rigid", dict(n_objects=1), "n_objects must be >= 2"),
+    ("rigid", dict(object_radius=(20.0, 30.0)), "object_radius up to 30.0 does not fit a 48x48 frame"),
+    ("fishbowl", dict(fish_size=(30.0, 40.0)), "fish of half-length 40.0 px do not fit a 64x96 bowl"),
+    ("vos", dict(object_size=(0.2, 0.9)), "objects larger than the frame"),
+    ("chewing_gum", dict(height=20), "do not fit a 20x56 frame"),
+    ("street", dict(miss_rate=1.5), "miss_rate must be a probability"),
+    ("fishbowl", dict(height=8), "height must be an integer >= 16"),
+    ("rigid", dict(colour="red"), r"unknown parameter\(s\) \['colour'\]"),
 ])
-def test_bad_world_parameters_are_named(params, match):
+def test_bad_world_parameters_are_named(name, params, match):
     with pytest.raises(ValueError, match=match):
-        load_world("rigid", "test", **params)
+        load_world(name, "test", **params)
 
 
-def test_unknown_world_and_split():
-    with pytest.raises(ValueError, match="unknown world 'fishbowl2'"):
+def test_unknown_world_split_preset_and_count():
+    with pytest.raises(ValueError, match="unknown world 'fishbowl2'; expected one of"):
         load_world("fishbowl2", "test")
     with pytest.raises(ValueError, match="unknown split"):
         load_world("rigid", "dev")
+    with pytest.raises(ValueError, match="preset must be 'quick' or 'paper'"):
+        load_world("rigid", "test", preset="huge")
+    with pytest.raises(ValueError, match="n_clips must be a positive integer"):
+        load_world("rigid", "test", n_clips=0)
+
+
+def test_paper_preset_has_the_papers_sizes():
+    clip = load_world("chewing_gum", "test", preset="paper", n_clips=1, cache=False)[0]
+    assert clip.frames.shape == (40, 50, 56, 3)
+    from amodalkit.data import world_params
+    assert world_params("fishbowl", "paper")["height"] == 320 and world_params("fishbowl", "paper")["n_frames"] == 128

@@ -1,4 +1,6 @@
-"""Generated video worlds and data helpers."""
-from .worlds import Clip, World, in_view, load_world, never_background_comoving, never_visible
+"""Generated video worlds, object tracks, optical flow and the DAVIS format."""
+from .scene import Clip, in_view, never_background_comoving, never_visible, render_clip
+from .worlds import WORLDS, World, load_world, world_params
 
-__all__ = ["Clip", "World", "in_view", "load_world", "never_visible", "never_background_comoving"]
+__all__ = ["Clip", "World", "WORLDS", "in_view", "load_world", "never_background_comoving", "never_visible",
+           "render_clip", "world_params"]

@@ -1,70 +1,40 @@
-"""Generated video worlds.
+"""The generated video worlds, behind one entry point: :func:`load_world`.
 
-Every world yields :class:`Clip` objects with one structure (see its docstring). This module
-holds the ``rigid`` world for now: rigid convex shapes translating over a textured background,
-with switches that break Theorem 1's assumption 3 (part of an object never visible) and
-assumption 4 (a co-moving exterior region that is never background).
+==============  ==========================================================================
+``rigid``        convex shapes translating over a background; switches break Theorem 1's
+                 assumption 3 (a square glued inside an object) and 4 (one glued outside)
+``chewing_gum``  the SaVos toy set: classless convex polygons from 44 points on a circle, one
+                 static at the centre, one on a square path, a glued 8x8 occluder (switchable)
+``fishbowl``     six fish types with per-instance variation, swimming with turns and depth
+                 changes over a textured background: heavy occlusion and a type prior to learn
+``street``       car models in side and rear views on lanes with perspective scale, camera
+                 ego-motion, and "predicted" visible masks degraded like a segmenter's output
+``vos``          textured blobs that rotate, scale and shear, enter, leave and occlude each
+                 other under a panning camera: for correspondence and label propagation
+==============  ==========================================================================
+
+Every clip has the structure of :class:`amodalkit.data.scene.Clip`. Same world, split, seed and
+parameters give the same bytes; splits never share a clip (each clip's seed hashes the split).
+Clips are cached on disk (``$AMODALKIT_CACHE``, default ``~/.cache/amodalkit``) keyed by all of
+that plus the generator code, written atomically.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 from scipy import ndimage
 
+from .scene import Clip, never_background_comoving, never_visible, render_clip
+from .shapes import Ellipse, Polygon, Shape, Sprite, Texture, affine, convex_polygon_on_circle, random_convex_polygon, random_texture
+
 SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class Clip:
-    """One generated video with full ground truth.
-
-    Shapes (T frames, K objects, H x W pixels):
-        frames: (T, H, W, 3) uint8.
-        visible: (T, K, H, W) bool, disjoint across objects at every pixel.
-        amodal: (T, K, H, W) bool, ``visible`` is a subset of it.
-        object_ids: (K,) int.
-        types: (K,) int class index, or None for classless worlds.
-        depth: (T, K) int, 0 = front-most at that frame.
-        flow_fwd, flow_bwd: (T, 2, H, W) float32 scene flow (x, y) in pixels, t -> t+1 and t -> t-1,
-            taken from the visible object at each pixel (background static); zero where undefined
-            (last frame for forward, first for backward).
-        object_flow_fwd, object_flow_bwd: (T, K, 2, H, W) float32, each object's own flow on its
-            amodal region, zero elsewhere.
-        occlusion: (T, K) float, 1 - |visible| / |amodal| (0 when the amodal mask is empty).
-        motion: (T-1, K, 2) float, each object's translation (dx, dy) from t to t+1 (rigid worlds).
-        roles: K strings: "object" (evaluated), or "sticker" / "glued" (helpers that break an
-            assumption; not evaluated).
-    """
-
-    frames: np.ndarray
-    visible: np.ndarray
-    amodal: np.ndarray
-    object_ids: np.ndarray
-    types: np.ndarray | None
-    depth: np.ndarray
-    flow_fwd: np.ndarray
-    flow_bwd: np.ndarray
-    object_flow_fwd: np.ndarray
-    object_flow_bwd: np.ndarray
-    occlusion: np.ndarray
-    motion: np.ndarray
-    roles: list[str] = field(default_factory=list)
-
-    @property
-    def n_frames(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def n_objects(self) -> int:
-        return self.visible.shape[1]
-
-    @property
-    def evaluated(self) -> np.ndarray:
-        """Indices of the objects that are evaluated (role "object")."""
-        return np.array([k for k, r in enumerate(self.roles) if r == "object"], dtype=int)
 
 
 class World(Sequence):
@@ -94,215 +64,55 @@ def clip_seed(world: str, split: str, seed: int, index: int) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-# --------------------------------------------------------------------------------------------
-# rasterisation helpers
+def _world_error(world: str, message: str) -> ValueError:
+    return ValueError(f"{world} world: {message}")
 
 
-def convex_polygon(rng: np.random.Generator, radius: float, n_vertices: int) -> np.ndarray:
-    """A random convex polygon: ``n_vertices`` sorted angles on an ellipse of mean radius ``radius``.
-
-    Returns (n_vertices, 2) vertices (x, y) counter-clockwise about the origin.
-    """
-    angles = np.sort(rng.uniform(0, 2 * np.pi, n_vertices))
-    # keep the gaps below pi so the origin is inside and the polygon is convex and fat
-    angles = np.sort(np.concatenate([angles, np.linspace(0, 2 * np.pi, 5, endpoint=False) + rng.uniform(0, 1)]))
-    aspect = rng.uniform(0.7, 1.0)
-    rot = rng.uniform(0, np.pi)
-    pts = np.stack([radius * np.cos(angles), radius * aspect * np.sin(angles)], axis=1)
-    c, s = np.cos(rot), np.sin(rot)
-    return pts @ np.array([[c, s], [-s, c]])
+def _range(world: str, name: str, value, low: float = 0.0) -> tuple[float, float]:
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and low <= value[0] <= value[1]):
+        raise _world_error(world, f"{name} must be a (min, max) pair with {low} <= min <= max, got {value!r}")
+    return float(value[0]), float(value[1])
 
 
-def rasterise_convex(vertices: np.ndarray, centre: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pixels whose centres lie inside the convex polygon ``vertices + centre`` (closed set).
-
-    Args:
-        vertices: (N, 2) counter-clockwise (x, y) relative to ``centre``.
-        centre: (2,) (x, y) in pixel coordinates, pixel (r, c) having its centre at (c, r).
-
-    Returns:
-        (height, width) bool mask.
-    """
-    ys, xs = np.mgrid[0:height, 0:width]
-    px = xs - centre[0]
-    py = ys - centre[1]
-    inside = np.ones((height, width), dtype=bool)
-    nxt = np.roll(vertices, -1, axis=0)
-    for (x0, y0), (x1, y1) in zip(vertices, nxt):
-        cross = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
-        inside &= cross >= -1e-9
-    return inside
+def _frames_and_size(world: str, cfg: dict) -> None:
+    if not isinstance(cfg["n_frames"], int) or cfg["n_frames"] < 2:
+        raise _world_error(world, f"n_frames must be an integer >= 2, got {cfg['n_frames']!r}")
+    for key in ("height", "width"):
+        if not isinstance(cfg[key], int) or cfg[key] < 16:
+            raise _world_error(world, f"{key} must be an integer >= 16 pixels, got {cfg[key]!r}")
 
 
-def rasterise_rect(half_size: np.ndarray, centre: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pixels whose centres lie in the axis-aligned box ``centre +- half_size`` (x, y)."""
-    ys, xs = np.mgrid[0:height, 0:width]
-    return (np.abs(xs - centre[0]) <= half_size[0] + 1e-9) & (np.abs(ys - centre[1]) <= half_size[1] + 1e-9)
+def _dark_noise(rng: np.random.Generator, low=20, high=110, period=8.0) -> Texture:
+    a = tuple(int(c) for c in rng.integers(low, high, size=3))
+    b = tuple(int(c) for c in rng.integers(low, high, size=3))
+    return Texture("noise", (a, b), period=period, seed=int(rng.integers(2**31)))
 
 
-def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A smooth random texture, (H, W, 3) uint8 in a dark range so objects stand out."""
-    coarse = rng.uniform(20, 110, size=(height // 8 + 2, width // 8 + 2, 3))
-    rows = np.linspace(0, coarse.shape[0] - 1.001, height)
-    cols = np.linspace(0, coarse.shape[1] - 1.001, width)
-    r0, c0 = rows.astype(int), cols.astype(int)
-    fr, fc = (rows - r0)[:, None, None], (cols - c0)[None, :, None]
-    top = coarse[r0][:, c0] * (1 - fc) + coarse[r0][:, c0 + 1] * fc
-    bottom = coarse[r0 + 1][:, c0] * (1 - fc) + coarse[r0 + 1][:, c0 + 1] * fc
-    img = top * (1 - fr) + bottom * fr + rng.normal(0, 4, size=(height, width, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
+def _static_camera(n_frames: int) -> np.ndarray:
+    return np.repeat(np.eye(3)[None], n_frames, axis=0)
 
 
-def compose_clip(
-    amodal: np.ndarray,
-    depth: np.ndarray,
-    colours: np.ndarray,
-    background: np.ndarray,
-    motion: np.ndarray,
-    roles: list[str],
-    types: np.ndarray | None = None,
-) -> Clip:
-    """Build a :class:`Clip` from amodal masks, a depth order and per-object translations.
-
-    Args:
-        amodal: (T, K, H, W) bool.
-        depth: (T, K) int, 0 = front.
-        colours: (K, 3) uint8.
-        background: (H, W, 3) uint8.
-        motion: (T-1, K, 2) translation (dx, dy) of each object from t to t+1.
-    """
-    t_len, k, h, w = amodal.shape
-    visible = np.zeros_like(amodal)
-    frames = np.repeat(background[None], t_len, axis=0).copy()
-    for t in range(t_len):
-        taken = np.zeros((h, w), dtype=bool)
-        for obj in np.argsort(depth[t], kind="stable"):  # front to back
-            visible[t, obj] = amodal[t, obj] & ~taken
-            taken |= amodal[t, obj]
-            frames[t][visible[t, obj]] = colours[obj]
-    object_flow_fwd = np.zeros((t_len, k, 2, h, w), dtype=np.float32)
-    object_flow_bwd = np.zeros((t_len, k, 2, h, w), dtype=np.float32)
-    for t in range(t_len - 1):
-        for obj in range(k):
-            object_flow_fwd[t, obj][:, amodal[t, obj]] = motion[t, obj][:, None]
-            object_flow_bwd[t + 1, obj][:, amodal[t + 1, obj]] = -motion[t, obj][:, None]
-    # scene flow: the visible object's flow at each pixel; background static
-    flow_fwd = np.einsum("tkhw,tkchw->tchw", visible.astype(np.float32), object_flow_fwd)
-    flow_bwd = np.einsum("tkhw,tkchw->tchw", visible.astype(np.float32), object_flow_bwd)
-    area_amodal = amodal.sum(axis=(2, 3))
-    area_visible = visible.sum(axis=(2, 3))
-    occlusion = np.where(area_amodal > 0, 1 - area_visible / np.maximum(area_amodal, 1), 0.0)
-    return Clip(
-        frames=frames,
-        visible=visible,
-        amodal=amodal,
-        object_ids=np.arange(1, k + 1),
-        types=types,
-        depth=depth,
-        flow_fwd=flow_fwd,
-        flow_bwd=flow_bwd,
-        object_flow_fwd=object_flow_fwd,
-        object_flow_bwd=object_flow_bwd,
-        occlusion=occlusion,
-        motion=motion.astype(np.float32),
-        roles=list(roles),
-    )
+def _translations(start: np.ndarray, velocity: np.ndarray, n_frames: int) -> np.ndarray:
+    return np.stack([affine(*(start + t * velocity)) for t in range(n_frames)])
 
 
-def trajectory_pixels(clip: Clip, obj: int) -> tuple[np.ndarray, np.ndarray]:
-    """Follow the frame-0 amodal pixels of a translating object through every frame.
+# ===================================================================================== rigid
 
-    Returns:
-        positions: (T, N, 2) int (row, col) of each frame-0 amodal pixel at every frame
-            (rounded cumulative translation; exact for integer motion).
-        inside: (T, N) bool, whether that position lies in the image.
-    """
-    rows, cols = np.nonzero(clip.amodal[0, obj])
-    offset = np.concatenate([np.zeros((1, 2)), np.cumsum(clip.motion[:, obj], axis=0)], axis=0)  # (T, 2) x, y
-    pos_r = np.rint(rows[None, :] + offset[:, 1:2]).astype(int)
-    pos_c = np.rint(cols[None, :] + offset[:, 0:1]).astype(int)
-    h, w = clip.amodal.shape[2:]
-    inside = (pos_r >= 0) & (pos_r < h) & (pos_c >= 0) & (pos_c < w)
-    return np.stack([pos_r, pos_c], axis=-1), inside
+RIGID_DEFAULTS = dict(height=48, width=48, n_frames=12, n_objects=2, object_radius=(8.0, 11.0), max_speed=2.0,
+                      subpixel=False, break_visibility=False, break_exterior=False)
+RIGID_PAPER = dict(height=96, width=96, n_frames=24, n_objects=3)
 
 
-def never_visible(clip: Clip, obj: int, first_frame: int = 0) -> np.ndarray:
-    """Amodal pixels of ``obj`` that are visible in no frame (Theorem 1, assumption 3), per frame.
-
-    Follows each amodal point along its trajectory (the object translates rigidly), so the result
-    is exact for integer motion. Only frames ``first_frame..T-1`` count as seen: SaVos's L_M
-    compares the predictions of frames 1..T-1 with their visible masks and never looks at frame 0,
-    so for the losses a point seen only in frame 0 is never seen (pass ``first_frame=1``).
-
-    Returns:
-        (T, H, W) bool: at frame t, the amodal pixels of ``obj`` whose point is never visible.
-    """
-    pos, inside = trajectory_pixels(clip, obj)
-    t_len = clip.n_frames
-    seen = np.zeros(pos.shape[1], dtype=bool)
-    for t in range(first_frame, t_len):
-        r, c = pos[t, :, 0].clip(0, clip.amodal.shape[2] - 1), pos[t, :, 1].clip(0, clip.amodal.shape[3] - 1)
-        seen |= inside[t] & clip.visible[t, obj][r, c]
-    out = np.zeros(clip.amodal[:, obj].shape, dtype=bool)
-    for t in range(t_len):
-        r, c = pos[t, ~seen & inside[t], 0], pos[t, ~seen & inside[t], 1]
-        out[t, r, c] = True
-    return out & clip.amodal[:, obj]
+def _square(half: float) -> Shape:
+    return Shape((Polygon(((-half, -half), (half, -half), (half, half), (-half, half))),))
 
 
-def never_background_comoving(clip: Clip, obj: int, first_frame: int = 0) -> np.ndarray:
-    """Exterior pixels that move with ``obj`` and are background in no frame (assumption 4), per frame.
-
-    Follows every image pixel of frame 0 with ``obj``'s translation; a point counts when it lies
-    outside the object's amodal mask, stays inside the image in every frame (the domain of
-    :func:`in_view`, where the theorem speaks) and is background in none of the frames
-    ``first_frame..T-1`` (see :func:`never_visible` for why the losses need ``first_frame=1``).
-
-    Returns:
-        (T, H, W) bool.
-    """
-    t_len, _, h, w = clip.amodal.shape
-    background = ~clip.visible.any(axis=1)  # (T, H, W)
-    rows, cols = np.mgrid[0:h, 0:w]
-    rows, cols = rows.ravel(), cols.ravel()
-    offset = np.concatenate([np.zeros((1, 2)), np.cumsum(clip.motion[:, obj], axis=0)], axis=0)
-    pos_r = np.rint(rows[None] + offset[:, 1:2]).astype(int)
-    pos_c = np.rint(cols[None] + offset[:, 0:1]).astype(int)
-    inside = (pos_r >= 0) & (pos_r < h) & (pos_c >= 0) & (pos_c < w)
-    pr, pc = pos_r.clip(0, h - 1), pos_c.clip(0, w - 1)
-    exterior = ~clip.amodal[0, obj][rows, cols]
-    ever_bg = np.zeros(rows.shape, dtype=bool)
-    for t in range(first_frame, t_len):
-        ever_bg |= inside[t] & background[t][pr[t], pc[t]]
-    flagged = exterior & ~ever_bg & inside.all(axis=0)
-    out = np.zeros((t_len, h, w), dtype=bool)
-    for t in range(t_len):
-        keep = flagged & inside[t]
-        out[t, pos_r[t, keep], pos_c[t, keep]] = True
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# the rigid world
-
-
-def _rigid_clip(
-    rng: np.random.Generator,
-    *,
-    height: int,
-    width: int,
-    n_frames: int,
-    n_objects: int,
-    object_radius: tuple[float, float],
-    max_speed: float,
-    subpixel: bool,
-    break_visibility: bool,
-    break_exterior: bool,
-    max_tries: int = 3000,
-) -> Clip:
+def _rigid_clip(rng: np.random.Generator, *, height, width, n_frames, n_objects, object_radius, max_speed, subpixel,
+                break_visibility, break_exterior, max_tries: int = 3000) -> Clip:
     margin = 2
     size = np.array([width, height], dtype=float)
     speeds = np.arange(-max_speed, max_speed + 0.25, 0.5) if subpixel else np.arange(-int(max_speed), int(max_speed) + 1.0)
+    canvas = np.mgrid[0:64, 0:64].astype(float) - 32  # for placing the helpers in a shape's own coordinates
     for _ in range(max_tries):
         # objects meet near a common point at a middle frame, so the front ones sweep over the back ones
         t_meet = rng.integers(n_frames // 3, max(n_frames // 3 + 1, 2 * n_frames // 3))
@@ -310,7 +120,7 @@ def _rigid_clip(
         shapes, starts, velocities = [], [], []
         for _k in range(n_objects):
             radius = rng.uniform(*object_radius)
-            shapes.append(convex_polygon(rng, radius, int(rng.integers(6, 10))))
+            shapes.append(Shape((random_convex_polygon(rng, radius, int(rng.integers(6, 10))),)))
             vel = rng.choice(speeds, size=2)
             pos_meet = meet + rng.uniform(-radius / 2, radius / 2, size=2)
             if not subpixel:
@@ -326,162 +136,541 @@ def _rigid_clip(
         # every object must move relative to the others, or occluded parts could never be revealed
         if len({tuple(v) for v in velocities}) < n_objects:
             continue
-        roles = ["object"] * n_objects
-        extra_kinds = []
-        if break_visibility:
-            extra_kinds.append("sticker")
-        if break_exterior:
-            extra_kinds.append("glued")
-        helper_rects = []  # (kind, host object, local centre, half size)
         order = list(rng.permutation(n_objects))  # front to back
         host = order[-1]  # helpers go on the back-most object, the one that is occluded most
-        ok = True
-        for kind in extra_kinds:
-            half = np.array([2.5, 2.5])
-            inner = rasterise_convex(shapes[host], np.array([32.0, 32.0]), 64, 64)
-            if kind == "sticker":
-                # a 5x5 square wholly inside the host, at least two pixels from its edge
+        helpers = []  # (kind, local centre)
+        inner = shapes[host].contains(canvas[1], canvas[0])
+        for kind, wanted in (("sticker", break_visibility), ("glued", break_exterior)):
+            if not wanted:
+                continue
+            if kind == "sticker":  # a 5x5 square wholly inside the host, two pixels from its edge
                 ok_at = ndimage.binary_erosion(inner, np.ones((9, 9), bool))
-            else:
-                # a 5x5 square just outside the host: no overlap, but touching its one-pixel ring
-                overlaps = ndimage.binary_dilation(inner, np.ones((5, 5), bool))
-                touches = ndimage.binary_dilation(inner, np.ones((7, 7), bool))
-                ok_at = touches & ~overlaps
-            cand = [(x, y) for y, x in zip(*np.nonzero(ok_at))]
-            if not cand:
-                ok = False
+            else:  # a 5x5 square just outside the host: no overlap, but touching its one-pixel ring
+                ok_at = ndimage.binary_dilation(inner, np.ones((7, 7), bool)) & ~ndimage.binary_dilation(inner, np.ones((5, 5), bool))
+            candidates = np.argwhere(ok_at)
+            if len(candidates) == 0:
                 break
-            cx, cy = cand[int(rng.integers(len(cand)))]
-            helper_rects.append((kind, host, np.array([cx - 32.0, cy - 32.0]), half))
-        if not ok:
-            continue
-        k_total = n_objects + len(helper_rects)
-        amodal = np.zeros((n_frames, k_total, height, width), dtype=bool)
-        motion = np.zeros((n_frames - 1, k_total, 2))
-        for t in range(n_frames):
+            cy, cx = candidates[int(rng.integers(len(candidates)))]
+            helpers.append((kind, np.array([cx - 32.0, cy - 32.0])))
+        else:
+            sprites = []
+            depth_of = {obj: rank for rank, obj in enumerate(order)}
             for k in range(n_objects):
-                amodal[t, k] = rasterise_convex(shapes[k], starts[k] + t * velocities[k], height, width)
-                if t < n_frames - 1:
-                    motion[t, k] = velocities[k]
-            for j, (kind, host_k, local, half) in enumerate(helper_rects):
-                centre = starts[host_k] + t * velocities[host_k] + local
-                amodal[t, n_objects + j] = rasterise_rect(half, centre, height, width)
-                if t < n_frames - 1:
-                    motion[t, n_objects + j] = velocities[host_k]
-        roles = roles + [kind for kind, *_ in helper_rects]
-        # depth: each helper just in front of its host
-        for j, (kind, host_k, *_rest) in enumerate(helper_rects):
-            order.insert(order.index(host_k), n_objects + j)
-        depth_row = np.empty(k_total, dtype=int)
-        depth_row[order] = np.arange(k_total)
-        depth = np.repeat(depth_row[None], n_frames, axis=0)
-        colours = rng.integers(130, 256, size=(k_total, 3)).astype(np.uint8)
-        clip = compose_clip(amodal, depth, colours, textured_background(rng, height, width), motion, roles)
-        # the clip must test what it is meant to: occlusion present, assumptions hold unless broken
-        occluded_enough = all(clip.occlusion[:, k].max() > 0.1 for k in order[1:])
-        if not occluded_enough:
-            continue
-        # judged on the frames the losses observe (1..T-1), see never_visible: each switch breaks its
-        # assumption exactly on the helper's pixels, and nothing else is broken
-        expected_vis = {k: np.zeros_like(amodal[:, 0]) for k in range(n_objects)}
-        expected_ext = {k: np.zeros_like(amodal[:, 0]) for k in range(n_objects)}
-        for j, (kind, host_k, *_rest) in enumerate(helper_rects):
-            if kind == "sticker":
-                expected_vis[host_k] = amodal[:, n_objects + j] & amodal[:, host_k]
-            else:
-                expected_ext[host_k] = amodal[:, n_objects + j]
-        if all(np.array_equal(never_visible(clip, k, first_frame=1), expected_vis[k])
-               and np.array_equal(never_background_comoving(clip, k, first_frame=1), expected_ext[k])
-               for k in range(n_objects)):
-            return clip
+                sprites.append(Sprite(shapes[k], Texture("solid", (tuple(int(c) for c in rng.integers(130, 256, 3)),) * 2),
+                                      _translations(starts[k], velocities[k], n_frames), np.full(n_frames, float(depth_of[k]))))
+            for kind, local in helpers:  # just in front of the host, moving with it
+                sprites.append(Sprite(_square(2.5), Texture("solid", (tuple(int(c) for c in rng.integers(130, 256, 3)),) * 2),
+                                      _translations(starts[host] + local, velocities[host], n_frames),
+                                      np.full(n_frames, depth_of[host] - 0.5), role=kind))
+            clip = render_clip(sprites, _dark_noise(rng), _static_camera(n_frames), height, width)
+            if not all(clip.occlusion[:, k].max() > 0.1 for k in order[1:]):
+                continue
+            # judged on the frames the losses observe (1..T-1), see never_visible: each switch breaks its
+            # assumption exactly on the helper's pixels, and nothing else is broken
+            expected_vis = {k: np.zeros_like(clip.amodal[:, 0]) for k in range(n_objects)}
+            expected_ext = {k: np.zeros_like(clip.amodal[:, 0]) for k in range(n_objects)}
+            for j, (kind, _local) in enumerate(helpers):
+                if kind == "sticker":
+                    expected_vis[host] = clip.amodal[:, n_objects + j] & clip.amodal[:, host]
+                else:
+                    expected_ext[host] = clip.amodal[:, n_objects + j]
+            if all(np.array_equal(never_visible(clip, k, first_frame=1), expected_vis[k])
+                   and np.array_equal(never_background_comoving(clip, k, first_frame=1), expected_ext[k])
+                   for k in range(n_objects)):
+                return clip
     raise RuntimeError(
         "rigid world: could not place objects that satisfy the requested assumptions in "
-        f"{max_tries} tries; use a larger frame, fewer or smaller objects, more frames or more speed"
-    )
+        f"{max_tries} tries; use a larger frame, fewer or smaller objects, more frames or more speed")
 
 
-RIGID_DEFAULTS = dict(
-    height=48,
-    width=48,
-    n_frames=12,
-    n_objects=2,
-    object_radius=(8.0, 11.0),
-    max_speed=2.0,
-    subpixel=False,
-    break_visibility=False,
-    break_exterior=False,
-)
-
-
-def rigid_world(split: str, seed: int = 0, n_clips: int = 4, **params) -> World:
-    """The ``rigid`` world: convex shapes translating at constant velocity over a textured background.
-
-    Params (defaults in ``RIGID_DEFAULTS``): height, width, n_frames, n_objects, object_radius
-    (min, max), max_speed (px/frame), subpixel (velocities in steps of 0.5 px instead of integers),
-    break_visibility (glue a small square inside the back-most object, so part of it is never visible:
-    breaks assumption 3), break_exterior (glue a small square just outside the back-most object, so a co-moving
-    exterior region is never background: breaks assumption 4). Clips are drawn until they show
-    occlusion (max occlusion rate > 0.1 for every object behind another) and satisfy exactly the
-    assumptions that are not switched off, judged on frames 1..T-1 (the frames SaVos's L_M observes).
-    """
-    unknown = set(params) - set(RIGID_DEFAULTS)
-    if unknown:
-        raise ValueError(f"rigid world: unknown parameter(s) {sorted(unknown)}; expected some of {sorted(RIGID_DEFAULTS)}")
-    cfg = {**RIGID_DEFAULTS, **params}
-    if cfg["n_frames"] < 2:
-        raise ValueError(f"rigid world: n_frames must be >= 2, got {cfg['n_frames']}")
+def _rigid_check(cfg: dict) -> None:
+    _frames_and_size("rigid", cfg)
     if cfg["n_objects"] < 2:
-        raise ValueError(f"rigid world: n_objects must be >= 2 (occlusion needs two), got {cfg['n_objects']}")
-    r_lo, r_hi = cfg["object_radius"]
-    if not 0 < r_lo <= r_hi or 2 * r_hi + 4 >= min(cfg["height"], cfg["width"]):
-        raise ValueError(
-            f"rigid world: object_radius must satisfy 0 < min <= max and 2*max + 4 < min(height, width); "
-            f"got {cfg['object_radius']} for a {cfg['height']}x{cfg['width']} frame"
-        )
+        raise _world_error("rigid", f"n_objects must be >= 2 (occlusion needs two), got {cfg['n_objects']}")
+    r_lo, r_hi = _range("rigid", "object_radius", cfg["object_radius"], low=1.0)
+    if 2 * r_hi + 4 >= min(cfg["height"], cfg["width"]):
+        raise _world_error("rigid", f"object_radius up to {r_hi} does not fit a {cfg['height']}x{cfg['width']} frame "
+                                    "(need 2 * max radius + 4 < min(height, width))")
     if r_hi > 24:
-        raise ValueError(f"rigid world: object_radius max must be <= 24 (helpers are placed on a 64x64 canvas), got {r_hi}")
-
-    def make(index: int) -> Clip:
-        return _rigid_clip(np.random.default_rng(clip_seed("rigid", split, seed, index)), **cfg)
-
-    return World("rigid", split, seed, n_clips, make)
+        raise _world_error("rigid", f"object_radius max must be <= 24 (helpers are placed on a 64x64 canvas), got {r_hi}")
 
 
-WORLDS: dict[str, Callable[..., World]] = {"rigid": rigid_world}
+# ================================================================================ chewing gum
+
+CHEWING_GUM_DEFAULTS = dict(height=50, width=56, n_frames=40, glued_occluder=True, speed=2.0)
+CHEWING_GUM_PAPER = dict(CHEWING_GUM_DEFAULTS)  # the generator's own sizes; 10000 / 500 / 1000 videos
 
 
-def load_world(name: str, split: str, *, seed: int = 0, **params) -> World:
-    """Load a generated world: a sequence of :class:`Clip`.
+def _square_path(t: np.ndarray, centre: np.ndarray, side: float, corner: int, clockwise: bool) -> np.ndarray:
+    """Points at arc length ``t`` along a square of ``side`` about ``centre``, from a given corner."""
+    corners = centre + side / 2 * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=float)
+    if not clockwise:
+        corners = corners[::-1]
+    corners = np.roll(corners, -corner, axis=0)
+    s = np.mod(t, 4 * side)
+    edge = np.minimum((s // side).astype(int), 3)
+    frac = (s - edge * side) / side
+    start, end = corners[edge], corners[(edge + 1) % 4]
+    return start + (end - start) * frac[:, None]
+
+
+def _chewing_gum_clip(rng: np.random.Generator, *, height, width, n_frames, glued_occluder, speed) -> Clip:
+    centre = np.array([width / 2, height / 2])
+    shapes = [Shape((convex_polygon_on_circle(rng, 44, 8.0, int(rng.integers(7, 12))),)) for _ in range(2)]
+    colours = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(3)]
+    side = speed * n_frames / 4  # one loop of the square over the clip
+    path = _square_path(speed * np.arange(n_frames), centre, side, int(rng.integers(4)), bool(rng.integers(2)))
+    static = np.repeat(affine(*centre)[None], n_frames, axis=0)
+    moving = np.stack([affine(*p) for p in path])
+    lower = int(rng.integers(2))  # random draw order: the lower object is drawn first (behind)
+    depths = [np.full(n_frames, 1.0 if k == lower else 0.0) for k in range(2)]
+    sprites = [Sprite(shapes[k], Texture("solid", (colours[k],) * 2), pose, depths[k]) for k, pose in enumerate((static, moving))]
+    if glued_occluder:
+        box = np.array(shapes[lower].parts[0].vertices)
+        lo, hi = box.min(axis=0), box.max(axis=0)
+        quadrant = np.array([rng.integers(2), rng.integers(2)])
+        corner = np.where(quadrant, hi, lo)
+        local = (corner + (lo + hi) / 2) / 2  # the centre of that quadrant of the box
+        pose = sprites[lower].poses @ affine(*local)
+        sprites.append(Sprite(_square(4.0 - 0.5), Texture("solid", (colours[2],) * 2), pose, np.full(n_frames, -1.0),
+                              role="occluder"))
+    background = Texture("solid", (tuple(int(c) for c in rng.integers(0, 128, 3)),) * 2)
+    return render_clip(sprites, background, _static_camera(n_frames), height, width)
+
+
+def _chewing_gum_check(cfg: dict) -> None:
+    _frames_and_size("chewing_gum", cfg)
+    reach = cfg["speed"] * cfg["n_frames"] / 8 + 8
+    if 2 * reach > min(cfg["height"], cfg["width"]):
+        raise _world_error("chewing_gum", f"the square path ({cfg['speed']} px/frame over {cfg['n_frames']} frames) "
+                                          f"and radius-8 polygons do not fit a {cfg['height']}x{cfg['width']} frame")
+
+
+# ================================================================================== fishbowl
+
+FISH_TYPES = ("round", "eel", "angelfish", "puffer", "ray", "shark")
+
+
+def fish_shape(kind: int, rng: np.random.Generator | None = None, jitter: float = 0.0) -> Shape:
+    """The silhouette of fish type ``kind`` in unit coordinates (nose at +x, about 2 units long, y down).
+
+    ``jitter`` perturbs radii and vertices (a small per-instance deformation).
+    """
+    def j(v):
+        return v if rng is None or jitter == 0 else v + rng.normal(0, jitter)
+
+    def poly(*pts):
+        return Polygon(tuple((j(x), j(y)) for x, y in pts))
+
+    def ell(cx, cy, rx, ry, a=0.0):
+        return Ellipse(cx, cy, abs(j(rx)), abs(j(ry)), a)
+
+    if kind == 0:  # round: deep oval body, wide tail
+        parts = (ell(0.1, 0, 0.75, 0.55), poly((-0.5, 0), (-1.0, -0.5), (-1.0, 0.5)))
+    elif kind == 1:  # eel: long thin body, small tail
+        parts = (ell(0.05, 0, 1.0, 0.17), poly((-0.8, 0), (-1.1, -0.22), (-1.1, 0.22)))
+    elif kind == 2:  # angelfish: diamond body, tall fins, tail
+        parts = (poly((0.6, 0), (0, -0.5), (-0.5, 0), (0, 0.5)), poly((0.15, -0.35), (-0.45, -1.0), (-0.35, -0.2)),
+                 poly((0.15, 0.35), (-0.45, 1.0), (-0.35, 0.2)), poly((-0.4, 0), (-0.9, -0.3), (-0.9, 0.3)))
+    elif kind == 3:  # puffer: round body with spikes
+        spikes = tuple(poly((0.5 * np.cos(a - 0.25), 0.5 * np.sin(a - 0.25)), (0.85 * np.cos(a), 0.85 * np.sin(a)),
+                            (0.5 * np.cos(a + 0.25), 0.5 * np.sin(a + 0.25)))
+                       for a in np.linspace(0, 2 * np.pi, 9)[:-1] + np.pi / 8)
+        parts = (ell(0, 0, 0.6, 0.6),) + spikes
+    elif kind == 4:  # ray: wide rhombus wings, long tail
+        parts = (poly((0.55, 0), (0, -0.8), (-0.35, 0), (0, 0.8)), poly((-0.3, -0.07), (-1.15, -0.04), (-1.15, 0.04), (-0.3, 0.07)))
+    elif kind == 5:  # shark: slender body, dorsal fin, forked tail
+        parts = (ell(0.1, 0, 0.85, 0.24), poly((0.2, -0.18), (-0.1, -0.62), (-0.25, -0.18)),
+                 poly((-0.62, 0), (-1.0, -0.48), (-0.82, 0)), poly((-0.62, 0), (-1.0, 0.36), (-0.82, 0)))
+    else:
+        raise ValueError(f"fish_shape: kind must be 0..{len(FISH_TYPES) - 1}, got {kind}")
+    return Shape(parts)
+
+
+FISHBOWL_DEFAULTS = dict(height=64, width=96, n_frames=16, n_objects=(4, 6), speed=(0.8, 2.0), fish_size=(11.0, 15.0),
+                         turn_rate=0.15, depth_rate=0.06)
+FISHBOWL_PAPER = dict(height=320, width=480, n_frames=128, n_objects=(6, 10), speed=(2.0, 5.0), fish_size=(40.0, 60.0))
+
+
+def _fishbowl_clip(rng: np.random.Generator, *, height, width, n_frames, n_objects, speed, fish_size, turn_rate,
+                   depth_rate) -> Clip:
+    k = int(rng.integers(n_objects[0], n_objects[1] + 1))
+    sprites = []
+    for _ in range(k):
+        kind = int(rng.integers(len(FISH_TYPES)))
+        shape = fish_shape(kind, rng, jitter=0.03)
+        half_length = rng.uniform(*fish_size)
+        aspect = rng.uniform(0.85, 1.15)
+        v = rng.uniform(*speed)
+        pos = rng.uniform([0.15 * width, 0.15 * height], [0.85 * width, 0.85 * height])
+        heading = rng.uniform(0, 2 * np.pi)
+        z = rng.uniform(0, 1)
+        poses, depth = [], []
+        for _t in range(n_frames):
+            scale = half_length * (1.15 - 0.3 * z)  # nearer fish (small z) look larger
+            flip = 1.0 if np.cos(heading) >= 0 else -1.0  # keep the dorsal side up when swimming left
+            poses.append(affine(pos[0], pos[1], heading, scale, scale * aspect * flip))
+            depth.append(z)
+            heading += turn_rate * rng.normal()
+            step = v * np.array([np.cos(heading), np.sin(heading)])
+            nxt = pos + step
+            margin = np.array([0.1 * width, 0.1 * height])
+            if not margin[0] <= nxt[0] <= width - margin[0]:  # turn back at the glass
+                heading = np.pi - heading
+            if not margin[1] <= nxt[1] <= height - margin[1]:
+                heading = -heading
+            pos = pos + v * np.array([np.cos(heading), np.sin(heading)])
+            z = float(np.clip(z + depth_rate * rng.normal(), 0, 1))
+        sprites.append(Sprite(shape, random_texture(rng), np.stack(poses), np.array(depth), type=kind))
+    background = Texture("noise", ((20, 60, 90), (40, 110, 120)), period=6.0, seed=int(rng.integers(2**31)))
+    return render_clip(sprites, background, _static_camera(n_frames), height, width)
+
+
+def _fishbowl_check(cfg: dict) -> None:
+    _frames_and_size("fishbowl", cfg)
+    lo, hi = _range("fishbowl", "n_objects", cfg["n_objects"], low=1)
+    _range("fishbowl", "speed", cfg["speed"])
+    _, size_hi = _range("fishbowl", "fish_size", cfg["fish_size"], low=1.0)
+    if 2 * size_hi * 1.15 > 0.8 * min(cfg["height"], cfg["width"]):
+        raise _world_error("fishbowl", f"fish of half-length {size_hi} px do not fit a {cfg['height']}x{cfg['width']} bowl")
+
+
+# ==================================================================================== street
+
+CAR_MODELS = ("sedan", "suv", "van", "truck")
+
+
+def car_shape(model: int, view: str) -> Shape:
+    """Silhouette of a car model in unit coordinates: side view 2 units long (front at +x), or rear view 2 wide; y down."""
+    def box(x0, y0, x1, y1):
+        return Polygon(((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
+
+    if view == "side":
+        wheel = 0.17 + 0.03 * model
+        wheels = (Ellipse(-0.62, 0.27, wheel, wheel), Ellipse(0.62, 0.27, wheel, wheel))
+        if model == 0:
+            parts = (box(-1, -0.1, 1, 0.25), Polygon(((-0.5, -0.1), (0.45, -0.1), (0.25, -0.42), (-0.35, -0.42))))
+        elif model == 1:
+            parts = (box(-1, -0.2, 1, 0.25), Polygon(((-0.9, -0.2), (0.55, -0.2), (0.4, -0.58), (-0.9, -0.58))))
+        elif model == 2:
+            parts = (Polygon(((-1, -0.6), (0.55, -0.6), (1, -0.15), (1, 0.25), (-1, 0.25))),)
+        elif model == 3:
+            parts = (box(-1, -0.75, 0.5, 0.25), Polygon(((0.55, -0.55), (0.8, -0.55), (1, -0.3), (1, 0.25), (0.55, 0.25))))
+        else:
+            raise ValueError(f"car_shape: model must be 0..{len(CAR_MODELS) - 1}, got {model}")
+        return Shape(parts + wheels)
+    if view == "rear":
+        tyres = (box(-0.88, 0.25, -0.55, 0.42), box(0.55, 0.25, 0.88, 0.42))
+        height = (0.55, 0.75, 0.95, 1.15)[model] if 0 <= model < 4 else None
+        if height is None:
+            raise ValueError(f"car_shape: model must be 0..{len(CAR_MODELS) - 1}, got {model}")
+        roof = Polygon(((-0.8, -0.2), (0.8, -0.2), (0.6, -height), (-0.6, -height))) if model < 2 else box(-0.95, -height, 0.95, -0.2)
+        return Shape((box(-1, -0.2, 1, 0.3), roof) + tyres)
+    raise ValueError(f"car_shape: view must be 'side' or 'rear', got {view!r}")
+
+
+class StreetBackground:
+    """Sky above the horizon, asphalt below with dashed lane markings, in world coordinates."""
+
+    def __init__(self, rng: np.random.Generator, horizon: float, lanes: list[float]):
+        self.horizon, self.lanes = horizon, lanes
+        self.sky = Texture("noise", ((150, 175, 200), (185, 205, 225)), period=10.0, seed=int(rng.integers(2**31)))
+        self.road = Texture("noise", ((70, 70, 72), (100, 100, 104)), period=3.0, seed=int(rng.integers(2**31)))
+
+    def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        out = np.where((y < self.horizon)[..., None], self.sky.sample(x, y), self.road.sample(x, y))
+        for lane in self.lanes:
+            mark = (np.abs(y - lane) < 0.6) & (np.mod(x, 16) < 8)
+            out[mark] = (210, 210, 200)
+        return out
+
+
+STREET_DEFAULTS = dict(height=64, width=192, n_frames=12, n_cars=(3, 5), ego_speed=1.0, ego_zoom=0.01,
+                       boundary_noise=0.3, miss_rate=0.15, merge_rate=0.15)
+STREET_PAPER = dict(height=376, width=1248, n_frames=20, n_cars=(4, 8), ego_speed=6.0)
+
+
+def degrade_masks(visible: np.ndarray, rng: np.random.Generator, boundary_noise: float, miss_rate: float,
+                  merge_rate: float) -> np.ndarray:
+    """Visible masks made to look like a segmenter's output: noisy boundaries, missed fragments, merges.
+
+    Args:
+        visible: (T, K, H, W) bool, disjoint.
+
+    Returns:
+        (T, K, H, W) bool, still disjoint across objects: boundary pixels flipped with probability
+        ``boundary_noise``; with probability ``miss_rate`` per object and frame a disc of a third of
+        the object's size removed; with probability ``merge_rate`` the part of another object's
+        mask within 3 px taken over.
+    """
+    import cv2
+
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+    def dilate(m, iterations=1):
+        return cv2.dilate(m.view(np.uint8), cross, iterations=iterations).astype(bool)
+
+    out = visible.copy()
+    t_len, k = visible.shape[:2]
+    for t in range(t_len):
+        for obj in range(k):
+            mask = out[t, obj]
+            if not mask.any():
+                continue
+            band = dilate(mask) & ~cv2.erode(mask.view(np.uint8), cross).astype(bool)
+            flips = band & (rng.random(mask.shape) < boundary_noise)
+            mask ^= flips
+            mask &= ~np.delete(out[t], obj, axis=0).any(axis=0)  # stay disjoint
+            if rng.random() < miss_rate and mask.sum() > 8:
+                rr, cc = np.nonzero(mask)
+                i = int(rng.integers(rr.size))
+                radius = max(1.5, np.sqrt(rr.size / np.pi) / 3)
+                ys, xs = np.ogrid[: mask.shape[0], : mask.shape[1]]
+                mask &= (ys - rr[i]) ** 2 + (xs - cc[i]) ** 2 > radius ** 2
+            if rng.random() < merge_rate:
+                near = dilate(mask, iterations=3)
+                others = [o for o in range(k) if o != obj and (out[t, o] & near).any()]
+                if others:
+                    other = others[int(rng.integers(len(others)))]
+                    taken = out[t, other] & near
+                    out[t, other] &= ~taken
+                    mask |= taken
+            out[t, obj] = mask
+    return out
+
+
+def _street_clip(rng: np.random.Generator, *, height, width, n_frames, n_cars, ego_speed, ego_zoom, boundary_noise,
+                 miss_rate, merge_rate) -> Clip:
+    horizon = 0.38 * height
+    vanishing = np.array([width / 2, horizon])
+
+    def ground_scale(y):  # perspective: size grows with distance below the horizon
+        return max(0.05, (y - horizon) / (height - horizon))
+
+    lanes = [horizon + f * (height - horizon) for f in (0.3, 0.55, 0.85)]  # far, middle, near
+    sprites = []
+    k = int(rng.integers(n_cars[0], n_cars[1] + 1))
+    for _ in range(k):
+        model = int(rng.integers(len(CAR_MODELS)))
+        if rng.random() < 0.6:  # cross traffic: side view along a lane
+            lane = lanes[int(rng.integers(len(lanes)))]
+            s = 0.3 * height * ground_scale(lane)
+            direction = 1.0 if rng.random() < 0.5 else -1.0
+            v = direction * rng.uniform(0.3, 1.2) * s / 4
+            x0 = rng.uniform(0.1 * width, 0.9 * width)
+            poses = np.stack([affine(x0 + v * t, lane - 0.27 * s, 0.0, s * direction, s) for t in range(n_frames)])
+            depth = np.full(n_frames, -lane)
+            view = "side"
+        else:  # traffic ahead: rear view, getting nearer or farther
+            lateral = rng.uniform(-0.6, 0.6)
+            dist = rng.uniform(1.5, 4.0)
+            rate = rng.uniform(-0.08, 0.08)
+            poses, depth = [], []
+            for t in range(n_frames):
+                d = max(1.0, dist + rate * t)
+                y = horizon + (height - horizon) / d
+                s = 0.16 * height / d * 1.6
+                poses.append(affine(vanishing[0] + lateral * width * 0.5 / d, y - 0.3 * s, 0.0, s, s))
+                depth.append(-y)
+            poses, depth = np.stack(poses), np.array(depth)
+            view = "rear"
+        sprites.append(Sprite(car_shape(model, view), random_texture(rng, kinds=("solid", "noise")), poses, depth,
+                              type=model, meta={"view": view}))
+    # ego-motion: the camera drifts sideways and moves forward (a zoom about the vanishing point)
+    camera = np.stack([affine(*vanishing) @ affine(0, 0, 0, 1 + ego_zoom * t, 1 + ego_zoom * t) @ affine(*-vanishing)
+                       @ affine(-ego_speed * t, 0) for t in range(n_frames)])
+    for sprite in sprites:
+        sprite.poses = camera @ sprite.poses
+    clip = render_clip(sprites, StreetBackground(rng, horizon, lanes), camera, height, width)
+    clip.extra["visible_pred"] = degrade_masks(clip.visible, rng, boundary_noise, miss_rate, merge_rate)
+    clip.extra["views"] = np.array([s.meta["view"] for s in sprites])
+    return clip
+
+
+def _street_check(cfg: dict) -> None:
+    _frames_and_size("street", cfg)
+    _range("street", "n_cars", cfg["n_cars"], low=1)
+    for key in ("boundary_noise", "miss_rate", "merge_rate"):
+        if not 0 <= cfg[key] <= 1:
+            raise _world_error("street", f"{key} must be a probability in [0, 1], got {cfg[key]!r}")
+
+
+# ======================================================================================= vos
+
+VOS_DEFAULTS = dict(height=64, width=112, n_frames=16, n_objects=(2, 4), object_size=(0.14, 0.24), pan_speed=1.0)
+VOS_PAPER = dict(height=480, width=854, n_frames=60, n_objects=(2, 5), pan_speed=4.0)
+
+
+def blob_shape(rng: np.random.Generator) -> Shape:
+    """A random blob: the union of 3-5 ellipses about the origin, about 2 units across."""
+    parts = [Ellipse(0, 0, rng.uniform(0.5, 0.8), rng.uniform(0.4, 0.7), rng.uniform(0, np.pi))]
+    for _ in range(int(rng.integers(2, 5))):
+        a = rng.uniform(0, 2 * np.pi)
+        r = rng.uniform(0.2, 0.5)
+        parts.append(Ellipse(r * np.cos(a), r * np.sin(a), rng.uniform(0.25, 0.5), rng.uniform(0.2, 0.45), rng.uniform(0, np.pi)))
+    return Shape(tuple(parts))
+
+
+def _vos_clip(rng: np.random.Generator, *, height, width, n_frames, n_objects, object_size, pan_speed,
+              max_tries: int = 50) -> Clip:
+    for _ in range(max_tries):
+        clip = _vos_attempt(rng, height, width, n_frames, n_objects, object_size, pan_speed)
+        if clip.occlusion.max() > 0.1:  # the objects must occlude each other somewhere
+            return clip
+    raise RuntimeError(f"vos world: no clip with occlusion in {max_tries} tries; use more or larger objects")
+
+
+def _vos_attempt(rng, height, width, n_frames, n_objects, object_size, pan_speed) -> Clip:
+    k = int(rng.integers(n_objects[0], n_objects[1] + 1))
+    pan = pan_speed * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), 0.4 * np.sin(a)])
+    camera = np.stack([affine(*(-pan * t)) for t in range(n_frames)])
+    # the objects pass near a common point at a middle frame, so they occlude each other
+    t_meet = int(rng.integers(n_frames // 4, 3 * n_frames // 4 + 1))
+    meet = rng.uniform([0.3 * width, 0.3 * height], [0.7 * width, 0.7 * height])
+    sprites = []
+    for obj in range(k):
+        size = rng.uniform(*object_size) * min(height, width)
+        at_meet = meet + rng.normal(0, 0.6 * size, size=2)
+        if rng.random() < 0.35:  # this one comes in from outside the frame (and may leave again)
+            side = rng.integers(4)
+            outside = np.array([[-size, at_meet[1]], [width + size, at_meet[1]], [at_meet[0], -size], [at_meet[0], height + size]][side])
+            velocity = (at_meet - outside) / max(t_meet, 1)
+        else:
+            velocity = rng.normal(0, 0.8, size=2) * size / 10
+        start = at_meet - velocity * t_meet
+        spin = rng.normal(0, 0.05)
+        wobble = rng.uniform(0.05, 0.2)
+        period = rng.uniform(6, 16)
+        poses = []
+        for t in range(n_frames):
+            phase = 2 * np.pi * t / period
+            # the camera pans with the objects, so they move by `velocity` in the image and the background by -pan
+            world = start + (velocity + pan) * t
+            s = size * (1 + 0.15 * np.sin(phase / 2))
+            poses.append(camera[t] @ affine(world[0], world[1], spin * t,
+                                            s * (1 + wobble * np.sin(phase)), s * (1 - wobble * np.sin(phase)),
+                                            shear=wobble * np.cos(phase)))
+        sprites.append(Sprite(blob_shape(rng), random_texture(rng, kinds=("stripes", "spots", "noise")), np.stack(poses),
+                              np.full(n_frames, float(obj) + rng.uniform(-0.3, 0.3))))
+    background = Texture("noise", tuple(tuple(int(c) for c in rng.integers(30, 160, 3)) for _ in range(2)),
+                         period=5.0, seed=int(rng.integers(2**31)))
+    return render_clip(sprites, background, camera, height, width)
+
+
+def _vos_check(cfg: dict) -> None:
+    _frames_and_size("vos", cfg)
+    _range("vos", "n_objects", cfg["n_objects"], low=2)  # occlusion needs two
+    lo, hi = _range("vos", "object_size", cfg["object_size"])
+    if hi > 0.5:
+        raise _world_error("vos", f"object_size is a fraction of min(height, width) and must be <= 0.5 "
+                                  f"(objects larger than the frame), got {cfg['object_size']!r}")
+
+
+# ================================================================================ the registry
+
+WORLDS: dict[str, dict[str, Any]] = {
+    "rigid": dict(make=_rigid_clip, defaults=RIGID_DEFAULTS, paper=RIGID_PAPER, check=_rigid_check, n_clips=4),
+    "chewing_gum": dict(make=_chewing_gum_clip, defaults=CHEWING_GUM_DEFAULTS, paper=CHEWING_GUM_PAPER,
+                        check=_chewing_gum_check, n_clips=16),
+    "fishbowl": dict(make=_fishbowl_clip, defaults=FISHBOWL_DEFAULTS, paper=FISHBOWL_PAPER, check=_fishbowl_check, n_clips=8),
+    "street": dict(make=_street_clip, defaults=STREET_DEFAULTS, paper=STREET_PAPER, check=_street_check, n_clips=8),
+    "vos": dict(make=_vos_clip, defaults=VOS_DEFAULTS, paper=VOS_PAPER, check=_vos_check, n_clips=8),
+}
+
+
+def world_params(name: str, preset: str = "quick", **params) -> dict[str, Any]:
+    """The full, checked parameters of a world: its quick defaults, the paper sizes on top for
+    ``preset="paper"``, then ``params``. Raises ValueError naming what is wrong."""
+    if name not in WORLDS:
+        raise ValueError(f"unknown world {name!r}; expected one of {sorted(WORLDS)}")
+    if preset not in ("quick", "paper"):
+        raise ValueError(f"{name} world: preset must be 'quick' or 'paper', got {preset!r}")
+    spec = WORLDS[name]
+    unknown = set(params) - set(spec["defaults"])
+    if unknown:
+        raise _world_error(name, f"unknown parameter(s) {sorted(unknown)}; expected some of {sorted(spec['defaults'])}")
+    cfg = {**spec["defaults"], **(spec["paper"] if preset == "paper" else {}), **params}
+    spec["check"](cfg)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------- caching
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("AMODALKIT_CACHE", Path.home() / ".cache" / "amodalkit")) / "worlds"
+
+
+def _generator_version() -> str:
+    """A hash of the world code: a change to the generators invalidates every cached clip."""
+    digest = hashlib.sha256()
+    for module in ("shapes.py", "scene.py", "worlds.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_ARRAYS = ("frames", "visible", "amodal", "object_ids", "depth", "flow_fwd", "flow_bwd", "object_flow_fwd",
+           "object_flow_bwd", "occlusion", "poses", "camera")
+
+
+def save_clip(clip: Clip, path: Path) -> None:
+    """Write a clip as .npz through a temporary file and a rename (never a half-written file)."""
+    arrays = {name: getattr(clip, name) for name in _ARRAYS}
+    if clip.types is not None:
+        arrays["types"] = clip.types
+    for key, value in clip.extra.items():
+        arrays[f"extra__{key}"] = value
+    arrays["roles"] = np.array(clip.roles)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def load_clip(path: Path) -> Clip:
+    with np.load(path, allow_pickle=False) as data:
+        fields = {name: data[name] for name in _ARRAYS}
+        extra = {key.removeprefix("extra__"): data[key] for key in data.files if key.startswith("extra__")}
+        types = data["types"] if "types" in data.files else None
+        roles = [str(r) for r in data["roles"]]
+    return Clip(**fields, types=types, roles=roles, extra=extra)
+
+
+def load_world(name: str, split: str, *, seed: int = 0, n_clips: int | None = None, preset: str = "quick",
+               cache: bool = True, **params) -> World:
+    """Load a generated world: a sequence of :class:`Clip` (``len`` and indexing, generated lazily).
+
+    Args:
+        name: one of ``WORLDS``; split: "train", "val" or "test"; seed: the world seed.
+        n_clips: clips in the split (the world's default when None).
+        preset: "quick" (small, the default) or "paper" (the papers' sizes).
+        cache: keep generated clips on disk (``$AMODALKIT_CACHE``) and reuse them.
+        params: the world's knobs (see ``WORLDS[name]["defaults"]``).
 
     Example:
-        >>> clip = load_world("rigid", "test", seed=0, n_clips=1)[0]
+        >>> clip = load_world("rigid", "test", seed=0, n_clips=1, cache=False)[0]
         >>> clip.frames.shape[-1]
         3
     """
-    if name not in WORLDS:
-        raise ValueError(f"unknown world {name!r}; expected one of {sorted(WORLDS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    return WORLDS[name](split, seed=seed, **params)
+    cfg = world_params(name, preset, **params)
+    spec = WORLDS[name]
+    n_clips = spec["n_clips"] if n_clips is None else n_clips
+    if not isinstance(n_clips, int) or n_clips < 1:
+        raise _world_error(name, f"n_clips must be a positive integer, got {n_clips!r}")
+    key_base = json.dumps({"world": name, "split": split, "seed": seed, "params": cfg, "code": _generator_version()},
+                          sort_keys=True, default=list)
 
+    def make(index: int) -> Clip:
+        path = cache_dir() / name / (hashlib.sha256(f"{key_base}/{index}".encode()).hexdigest()[:32] + ".npz")
+        if cache and path.is_file():
+            return load_clip(path)
+        clip = spec["make"](np.random.default_rng(clip_seed(name, split, seed, index)), **cfg)
+        if cache:
+            save_clip(clip, path)
+        return clip
 
-def in_view(clip: Clip, obj: int) -> np.ndarray:
-    """Pixels whose point, moving with ``obj``, stays inside the image in every frame.
-
-    Theorem 1 follows points along their trajectories through all frames; a point that leaves
-    the image has its chain cut (nothing constrains it there), so the theorem speaks only about
-    this domain. For a translating object it is a rectangle per frame.
-
-    Returns:
-        (T, H, W) bool.
-    """
-    t_len, _, h, w = clip.amodal.shape
-    offset = np.concatenate([np.zeros((1, 2)), np.cumsum(clip.motion[:, obj], axis=0)], axis=0)  # (T, 2)
-    out = np.zeros((t_len, h, w), dtype=bool)
-    for t in range(t_len):
-        rel = offset - offset[t]  # displacement from frame t to every frame
-        x_lo, x_hi = max(0.0, -rel[:, 0].min()), (w - 1) - max(0.0, rel[:, 0].max())
-        y_lo, y_hi = max(0.0, -rel[:, 1].min()), (h - 1) - max(0.0, rel[:, 1].max())
-        xs, ys = np.arange(w), np.arange(h)
-        out[t] = ((ys >= y_lo) & (ys <= y_hi))[:, None] & ((xs >= x_lo) & (xs <= x_hi))[None, :]
-    return out
+    return World(name, split, seed, n_clips, make)
