@@ -97,6 +97,11 @@ class Param:
 
 
 NOTEBOOKS: dict[str, dict[str, Param]] = {
+    "data_worlds": {
+        "n_clips": Param(int, 8, "test clips per world for the statistics", 1, 1000),
+        "preset": Param(str, "quick", "world sizes: the quick defaults or the papers' sizes", choices=("quick", "paper")),
+        "seed": Param(int, 0, "world seed", 0, 2**31 - 1),
+    },
     "savos_theorem1": {
         "seeds": Param(int, 3, "number of world seeds (one clip per seed and condition)", 1, 50),
         "height": Param(int, 48, "frame height of the rigid world, pixels", 32, 512),
@@ -116,11 +121,13 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
+        "data_worlds": dict(n_clips=1),
         "savos_theorem1": dict(seeds=1, height=40, width=40, n_frames=8, steps=60,
                                chain_lengths=[4, 8], chain_size=16, chain_repeats=1),
     },
     "quick": {},
     "paper": {
+        "data_worlds": dict(n_clips=2, preset="paper"),
         "savos_theorem1": dict(seeds=10, height=96, width=96, n_frames=24, n_objects=3, steps=2000,
                                chain_lengths=[8, 16, 32, 64, 128, 256], chain_size=64, chain_repeats=5),
     },

@@ -134,54 +134,54 @@ def render_clip(sprites: list[Sprite], background: Texture, camera: np.ndarray, 
     t_len, k = camera.shape[0], len(sprites)
     xs, ys = _pixel_grid(height, width)
     amodal = np.zeros((t_len, k, height, width), dtype=bool)
-    sprite_xy = {}
     for obj, sprite in enumerate(sprites):
         if sprite.poses.shape != (t_len, 3, 3) or sprite.depth.shape != (t_len,):
             raise ValueError(f"render_clip: sprite {obj} needs poses (T, 3, 3) and depth (T,) with T = {t_len}")
-        inverse = np.linalg.inv(sprite.poses)
-        # only the pixels within the shape's reach are tested: its extent times the pose's largest stretch
+        # every frame tests one square window about the sprite, as large as its widest reach (its extent
+        # times the pose's largest stretch): one vectorised test over all frames, cropped to the image after
         reach = sprite.shape.extent() * np.linalg.norm(sprite.poses[:, :2, :2], ord=2, axis=(1, 2)) + 2
+        side = int(2 * np.ceil(reach.max()) + 1)
+        r0 = np.floor(sprite.poses[:, 1, 2] - side / 2).astype(int)
+        c0 = np.floor(sprite.poses[:, 0, 2] - side / 2).astype(int)
+        wy = (r0[:, None] + np.arange(side))[:, :, None].astype(np.float64)  # (T, side, 1)
+        wx = (c0[:, None] + np.arange(side))[:, None, :].astype(np.float64)  # (T, 1, side)
+        inverse = np.linalg.inv(sprite.poses)[:, None, None]
+        u, v = apply(inverse, wx, wy)
+        inside = sprite.shape.contains(u, v)
         for t in range(t_len):
-            cx, cy = sprite.poses[t, 0, 2], sprite.poses[t, 1, 2]
-            r0, r1 = int(max(0, np.floor(cy - reach[t]))), int(min(height, np.ceil(cy + reach[t]) + 1))
-            c0, c1 = int(max(0, np.floor(cx - reach[t]))), int(min(width, np.ceil(cx + reach[t]) + 1))
-            if r0 >= r1 or c0 >= c1:
-                continue
-            u, v = apply(inverse[t], xs[r0:r1, c0:c1], ys[r0:r1, c0:c1])
-            amodal[t, obj, r0:r1, c0:c1] = sprite.shape.contains(u, v)
-            sprite_xy[obj, t] = (r0, c0, u, v)
+            rs, re = max(r0[t], 0), min(r0[t] + side, height)
+            cs, ce = max(c0[t], 0), min(c0[t] + side, width)
+            if rs < re and cs < ce:
+                amodal[t, obj, rs:re, cs:ce] = inside[t, rs - r0[t]:re - r0[t], cs - c0[t]:ce - c0[t]]
 
     depth_value = np.stack([s.depth for s in sprites], axis=1) if k else np.zeros((t_len, 0))
     depth = np.argsort(np.argsort(depth_value, axis=1, kind="stable"), axis=1, kind="stable")
     visible = np.zeros_like(amodal)
-    frames = np.empty((t_len, height, width, 3), dtype=np.uint8)
-    backgrounds = _background_frames(background, camera, height, width)
     for t in range(t_len):
-        image = backgrounds[t].copy()
         taken = np.zeros((height, width), dtype=bool)
         for obj in np.argsort(depth[t], kind="stable"):  # front to back
             visible[t, obj] = amodal[t, obj] & ~taken
             taken |= amodal[t, obj]
-            if visible[t, obj].any():
-                r0, c0, u, v = sprite_xy[obj, t]
-                rr, cc = np.nonzero(visible[t, obj, r0:r0 + u.shape[0], c0:c0 + u.shape[1]])
-                image[rr + r0, cc + c0] = sprites[obj].texture.sample(u[rr, cc], v[rr, cc])
-        frames[t] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-
+    images = _background_frames(background, camera, height, width)
     poses = np.stack([s.poses for s in sprites], axis=1) if k else np.zeros((t_len, 0, 3, 3))
     object_flow_fwd = np.zeros((t_len, k, 2, height, width), dtype=np.float32)
     object_flow_bwd = np.zeros_like(object_flow_fwd)
-    for obj in range(k):
-        for t in range(t_len):
-            rr, cc = np.nonzero(amodal[t, obj])
-            if rr.size == 0:
-                continue
-            px, py = cc.astype(np.float64), rr.astype(np.float64)
-            for other, target in ((t + 1, object_flow_fwd), (t - 1, object_flow_bwd)):
-                if 0 <= other < t_len:
-                    nx, ny = apply(poses[other, obj] @ np.linalg.inv(poses[t, obj]), px, py)
-                    target[t, obj, 0, rr, cc] = nx - px
-                    target[t, obj, 1, rr, cc] = ny - py
+    for obj, sprite in enumerate(sprites):
+        tt, rr, cc = np.nonzero(visible[:, obj])  # colours: the texture at each visible pixel's sprite point
+        if tt.size:
+            u, v = apply(np.linalg.inv(sprite.poses)[tt], cc.astype(np.float64), rr.astype(np.float64))
+            images[tt, rr, cc] = sprite.texture.sample(u, v)
+        tt, rr, cc = np.nonzero(amodal[:, obj])  # flow: where the next / previous pose puts each amodal point
+        px, py = cc.astype(np.float64), rr.astype(np.float64)
+        inverse = np.linalg.inv(sprite.poses)
+        for shift, target in ((1, object_flow_fwd), (-1, object_flow_bwd)):
+            keep = (tt + shift >= 0) & (tt + shift < t_len)
+            step = sprite.poses[tt[keep] + shift] @ inverse[tt[keep]]
+            nx, ny = apply(step, px[keep], py[keep])
+            target[tt[keep], obj, 0, rr[keep], cc[keep]] = nx - px[keep]
+            target[tt[keep], obj, 1, rr[keep], cc[keep]] = ny - py[keep]
+    frames = np.clip(np.rint(images), 0, 255).astype(np.uint8)
+
     flow_fwd = np.zeros((t_len, 2, height, width), dtype=np.float32)
     flow_bwd = np.zeros_like(flow_fwd)
     background_px = ~visible.any(axis=1)

@@ -287,7 +287,7 @@ def fish_shape(kind: int, rng: np.random.Generator | None = None, jitter: float 
     return Shape(parts)
 
 
-FISHBOWL_DEFAULTS = dict(height=64, width=96, n_frames=16, n_objects=(4, 6), speed=(0.8, 2.0), fish_size=(11.0, 15.0),
+FISHBOWL_DEFAULTS = dict(height=64, width=96, n_frames=16, n_objects=(6, 9), speed=(0.8, 2.0), fish_size=(12.0, 16.0),
                          turn_rate=0.15, depth_rate=0.06)
 FISHBOWL_PAPER = dict(height=320, width=480, n_frames=128, n_objects=(6, 10), speed=(2.0, 5.0), fish_size=(40.0, 60.0))
 
@@ -302,7 +302,7 @@ def _fishbowl_clip(rng: np.random.Generator, *, height, width, n_frames, n_objec
         half_length = rng.uniform(*fish_size)
         aspect = rng.uniform(0.85, 1.15)
         v = rng.uniform(*speed)
-        pos = rng.uniform([0.15 * width, 0.15 * height], [0.85 * width, 0.85 * height])
+        pos = rng.uniform([0.25 * width, 0.25 * height], [0.75 * width, 0.75 * height])  # crowded mid-bowl
         heading = rng.uniform(0, 2 * np.pi)
         z = rng.uniform(0, 1)
         poses, depth = [], []
@@ -385,7 +385,7 @@ class StreetBackground:
         return out
 
 
-STREET_DEFAULTS = dict(height=64, width=192, n_frames=12, n_cars=(3, 5), ego_speed=1.0, ego_zoom=0.01,
+STREET_DEFAULTS = dict(height=64, width=192, n_frames=12, n_cars=(4, 7), ego_speed=1.0, ego_zoom=0.01,
                        boundary_noise=0.3, miss_rate=0.15, merge_rate=0.15)
 STREET_PAPER = dict(height=376, width=1248, n_frames=20, n_cars=(4, 8), ego_speed=6.0)
 
