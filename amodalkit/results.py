@@ -70,15 +70,16 @@ class Recorder:
         """The recorded measurements in the shape of a results file (without run metadata)."""
         return {"notebook": self.notebook, "measurements": self.measurements}
 
-    def save(self) -> Path | None:
-        """Write the measurements where the runner asked; return the path (None when run by hand)."""
+    def save(self) -> None:
+        """Write the measurements where the runner asked (nothing when run by hand) and say so."""
         target = os.environ.get(MEASUREMENTS_ENV)
+        count = len(self.measurements)
         if not target:
-            print(f"{self.notebook}: run by hand, measurements kept in memory only "
+            print(f"{self.notebook}: run by hand, {count} measurements kept in memory only "
                   "(`python -m amodalkit book run` records them under results/)")
-            return None
+            return
         atomic_write_json(target, self.as_results())
-        return Path(target)
+        print(f"{self.notebook}: {count} measurements recorded")
 
 
 def load_results(results_dir: Path | str) -> dict[str, dict[str, Any]]:
