@@ -174,9 +174,10 @@ def render_clip(sprites: list[Sprite], background: Texture, camera: np.ndarray, 
         tt, rr, cc = np.nonzero(amodal[:, obj])  # flow: where the next / previous pose puts each amodal point
         px, py = cc.astype(np.float64), rr.astype(np.float64)
         inverse = np.linalg.inv(sprite.poses)
+        steps = {1: sprite.poses[1:] @ inverse[:-1], -1: sprite.poses[:-1] @ inverse[1:]}  # per frame, not per pixel
         for shift, target in ((1, object_flow_fwd), (-1, object_flow_bwd)):
             keep = (tt + shift >= 0) & (tt + shift < t_len)
-            step = sprite.poses[tt[keep] + shift] @ inverse[tt[keep]]
+            step = steps[shift][tt[keep] - (shift < 0)]
             nx, ny = apply(step, px[keep], py[keep])
             target[tt[keep], obj, 0, rr[keep], cc[keep]] = nx - px[keep]
             target[tt[keep], obj, 1, rr[keep], cc[keep]] = ny - py[keep]

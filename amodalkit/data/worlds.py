@@ -418,7 +418,8 @@ def degrade_masks(visible: np.ndarray, rng: np.random.Generator, boundary_noise:
             if not mask.any():
                 continue
             band = dilate(mask) & ~cv2.erode(mask.view(np.uint8), cross).astype(bool)
-            flips = band & (rng.random(mask.shape) < boundary_noise)
+            flips = band.copy()
+            flips[band] = rng.random(int(band.sum())) < boundary_noise  # draw only for the boundary band
             mask ^= flips
             mask &= ~np.delete(out[t], obj, axis=0).any(axis=0)  # stay disjoint
             if rng.random() < miss_rate and mask.sum() > 8:
