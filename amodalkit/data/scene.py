@@ -288,7 +288,3 @@ def never_background_comoving(clip: Clip, obj: int, first_frame: int = 0) -> np.
         out[t, rr[~ever], cc[~ever]] = True
     return out
 
-
-def breaks_visibility(clip: Clip, obj: int, first_frame: int = 0) -> bool:
-    """Whether some amodal point of ``obj`` is never visible (assumption 3 of Theorem 1 fails)."""
-    return bool(never_visible(clip, obj, first_frame).any())
