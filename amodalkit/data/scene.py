@@ -134,6 +134,7 @@ def render_clip(sprites: list[Sprite], background: Texture, camera: np.ndarray, 
     t_len, k = camera.shape[0], len(sprites)
     xs, ys = _pixel_grid(height, width)
     amodal = np.zeros((t_len, k, height, width), dtype=bool)
+    windows = []
     for obj, sprite in enumerate(sprites):
         if sprite.poses.shape != (t_len, 3, 3) or sprite.depth.shape != (t_len,):
             raise ValueError(f"render_clip: sprite {obj} needs poses (T, 3, 3) and depth (T,) with T = {t_len}")
@@ -148,6 +149,7 @@ def render_clip(sprites: list[Sprite], background: Texture, camera: np.ndarray, 
         inverse = np.linalg.inv(sprite.poses)[:, None, None]
         u, v = apply(inverse, wx, wy)
         inside = sprite.shape.contains(u, v)
+        windows.append((r0, c0, inside))
         for t in range(t_len):
             rs, re = max(r0[t], 0), min(r0[t] + side, height)
             cs, ce = max(c0[t], 0), min(c0[t] + side, width)
@@ -166,36 +168,40 @@ def render_clip(sprites: list[Sprite], background: Texture, camera: np.ndarray, 
     poses = np.stack([s.poses for s in sprites], axis=1) if k else np.zeros((t_len, 0, 3, 3))
     object_flow_fwd = np.zeros((t_len, k, 2, height, width), dtype=np.float32)
     object_flow_bwd = np.zeros_like(object_flow_fwd)
-    for obj, sprite in enumerate(sprites):
-        tt, rr, cc = np.nonzero(visible[:, obj])  # colours: the texture at each visible pixel's sprite point
-        if tt.size:
-            u, v = apply(np.linalg.inv(sprite.poses)[tt], cc.astype(np.float64), rr.astype(np.float64))
-            images[tt, rr, cc] = sprite.texture.sample(u, v)
-        tt, rr, cc = np.nonzero(amodal[:, obj])  # flow: where the next / previous pose puts each amodal point
-        px, py = cc.astype(np.float64), rr.astype(np.float64)
-        inverse = np.linalg.inv(sprite.poses)
-        steps = {1: sprite.poses[1:] @ inverse[:-1], -1: sprite.poses[:-1] @ inverse[1:]}  # per frame, not per pixel
-        for shift, target in ((1, object_flow_fwd), (-1, object_flow_bwd)):
-            keep = (tt + shift >= 0) & (tt + shift < t_len)
-            step = steps[shift][tt[keep] - (shift < 0)]
-            nx, ny = apply(step, px[keep], py[keep])
-            target[tt[keep], obj, 0, rr[keep], cc[keep]] = nx - px[keep]
-            target[tt[keep], obj, 1, rr[keep], cc[keep]] = ny - py[keep]
-    frames = np.clip(np.rint(images), 0, 255).astype(np.uint8)
-
     flow_fwd = np.zeros((t_len, 2, height, width), dtype=np.float32)
     flow_bwd = np.zeros_like(flow_fwd)
     background_px = ~visible.any(axis=1)
-    for t in range(t_len):
+    static_camera = np.allclose(camera, camera[:1])
+    for t in range(0 if static_camera else t_len):  # the background moves with the camera (if it moves)
         for other, target in ((t + 1, flow_fwd), (t - 1, flow_bwd)):
             if 0 <= other < t_len:
                 nx, ny = apply(camera[other] @ np.linalg.inv(camera[t]), xs, ys)
                 target[t, 0] = np.where(background_px[t], nx - xs, 0)
                 target[t, 1] = np.where(background_px[t], ny - ys, 0)
-    flow_fwd += np.einsum("tkhw,tkchw->tchw", visible.astype(np.float32), object_flow_fwd)
-    flow_bwd += np.einsum("tkhw,tkchw->tchw", visible.astype(np.float32), object_flow_bwd)
-    flow_fwd[-1] = 0
-    flow_bwd[0] = 0
+    for obj, sprite in enumerate(sprites):
+        # the object's amodal pixels, found in its windows rather than in the whole (T, H, W) volume
+        r0, c0, inside = windows[obj]
+        tt, wr, wc = np.nonzero(inside)
+        rr, cc = wr + r0[tt], wc + c0[tt]
+        in_image = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
+        tt, rr, cc = tt[in_image], rr[in_image], cc[in_image]
+        px, py = cc.astype(np.float64), rr.astype(np.float64)
+        inverse = np.linalg.inv(sprite.poses)
+        shown = visible[tt, obj, rr, cc]
+        if shown.any():  # colours: the texture at each visible pixel's sprite point
+            u, v = apply(inverse[tt[shown]], px[shown], py[shown])
+            images[tt[shown], rr[shown], cc[shown]] = sprite.texture.sample(u, v)
+        steps = {1: sprite.poses[1:] @ inverse[:-1], -1: sprite.poses[:-1] @ inverse[1:]}  # per frame, not per pixel
+        for shift, target, scene in ((1, object_flow_fwd, flow_fwd), (-1, object_flow_bwd, flow_bwd)):
+            keep = (tt + shift >= 0) & (tt + shift < t_len)  # flow: where the next / previous pose puts the point
+            nx, ny = apply(steps[shift][tt[keep] - (shift < 0)], px[keep], py[keep])
+            fx, fy = (nx - px[keep]).astype(np.float32), (ny - py[keep]).astype(np.float32)
+            target[tt[keep], obj, 0, rr[keep], cc[keep]] = fx
+            target[tt[keep], obj, 1, rr[keep], cc[keep]] = fy
+            mine = shown[keep]  # the scene flow of a pixel is its visible object's flow
+            scene[tt[keep][mine], 0, rr[keep][mine], cc[keep][mine]] = fx[mine]
+            scene[tt[keep][mine], 1, rr[keep][mine], cc[keep][mine]] = fy[mine]
+    frames = np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
     area_amodal = amodal.sum(axis=(2, 3))
     area_visible = visible.sum(axis=(2, 3))
