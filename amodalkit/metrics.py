@@ -1,0 +1,190 @@
+"""Metrics: the DAVIS-2017 region (J) and boundary (F) measures, computed as the official evaluation does.
+
+* J = |S ∧ G| / |S ∨ G|, 1 when both masks are empty.
+* F: boundaries are the pixels that differ from their east, south or south-east neighbour
+  (:func:`boundary_map`); each boundary is dilated by a disk of radius ceil(0.008 * ||(H, W)||)
+  (8 px at 480 x 854); precision = |B_S ∧ dil(B_G)| / |B_S|, recall = |B_G ∧ dil(B_S)| / |B_G|;
+  no boundary on either side: P = R = 1; a ground-truth boundary but no predicted one: P = 1, R = 0;
+  a predicted boundary but no ground-truth one: P = 0, R = 1; F = 2PR / (P + R), 0 when P + R = 0.
+* Per object, over frames 1..n-2 (first and last excluded): mean, recall = mean(x > 0.5) and
+  decay = mean of the first of 4 frame bins minus mean of the last; J&F = (mean J + mean F) / 2,
+  means over objects.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def _check_pair(name: str, pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape or pred.ndim != 2:
+        raise ValueError(f"{name}: pred and gt must be boolean (H, W) masks of one shape, got {pred.shape} and {gt.shape}")
+    return pred.astype(bool), gt.astype(bool)
+
+
+def davis_j(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Region similarity J (IoU) of boolean (H, W) masks; 1 when both are empty."""
+    pred, gt = _check_pair("davis_j", pred, gt)
+    union = np.logical_or(pred, gt).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
+
+
+def boundary_map(mask: np.ndarray) -> np.ndarray:
+    """Boundary pixels of a boolean (H, W) mask: those that differ from their east, south or south-east neighbour.
+
+    The last row compares with its east neighbour only, the last column with its south neighbour
+    only, and the bottom-right pixel is never a boundary, as in the official evaluation.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    east = np.zeros_like(mask)
+    south = np.zeros_like(mask)
+    south_east = np.zeros_like(mask)
+    east[:, :-1] = mask[:, 1:]
+    south[:-1, :] = mask[1:, :]
+    south_east[:-1, :-1] = mask[1:, 1:]
+    boundary = (mask ^ east) | (mask ^ south) | (mask ^ south_east)
+    boundary[-1, :] = mask[-1, :] ^ east[-1, :]
+    boundary[:, -1] = mask[:, -1] ^ south[:, -1]
+    boundary[-1, -1] = False
+    return boundary
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return (xx ** 2 + yy ** 2) <= radius ** 2
+
+
+def boundary_tolerance(height: int, width: int, bound_th: float = 0.008) -> int:
+    """The dilation radius in pixels: ceil(bound_th * diagonal) for bound_th < 1, else bound_th itself."""
+    return int(bound_th if bound_th >= 1 else math.ceil(bound_th * math.hypot(height, width)))
+
+
+def davis_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
+    """Boundary measure F of boolean (H, W) masks (see the module docstring for every case)."""
+    from scipy import ndimage
+
+    pred, gt = _check_pair("davis_f", pred, gt)
+    radius = boundary_tolerance(*gt.shape, bound_th)
+    pred_b, gt_b = boundary_map(pred), boundary_map(gt)
+    disk = _disk(radius)
+    pred_dil = ndimage.binary_dilation(pred_b, structure=disk)
+    gt_dil = ndimage.binary_dilation(gt_b, structure=disk)
+    n_pred, n_gt = pred_b.sum(), gt_b.sum()
+    if n_pred == 0 and n_gt == 0:
+        precision = recall = 1.0
+    elif n_pred == 0:
+        precision, recall = 1.0, 0.0
+    elif n_gt == 0:
+        precision, recall = 0.0, 1.0
+    else:
+        precision = float((pred_b & gt_dil).sum() / n_pred)
+        recall = float((gt_b & pred_dil).sum() / n_gt)
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """mean, recall (fraction of frames > 0.5) and decay (first quarter minus last quarter) of a measure."""
+
+    mean: float
+    recall: float
+    decay: float
+
+
+def davis_statistics(values) -> Statistics:
+    """Statistics of per-frame values of one object, over frames 1..n-2 (the first and last are dropped).
+
+    The decay splits those frames into 4 bins at round(linspace(1, n', 5)) - 1 (n' = their number),
+    as the official evaluation does, and subtracts the last bin's mean from the first's.
+
+    Example:
+        >>> davis_statistics([0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.2, 0]).recall
+        0.5714285714285714
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or values.size < 3:
+        raise ValueError(f"davis_statistics: need per-frame values of at least 3 frames, got shape {values.shape}")
+    inner = values[1:-1]
+    ids = np.round(np.linspace(1, len(inner), 5) + 1e-10).astype(int) - 1
+    bins = [inner[ids[i]:ids[i + 1] + 1] for i in range(4)]
+    with np.errstate(invalid="ignore"):
+        decay = float(np.nanmean(bins[0]) - np.nanmean(bins[3]))
+    return Statistics(float(np.nanmean(inner)), float(np.nanmean(inner > 0.5)), decay)
+
+
+@dataclass
+class DavisResult:
+    """Per-object statistics, per-sequence means and the overall numbers of a DAVIS evaluation.
+
+    objects: {(sequence, object_id): {"J": Statistics, "F": Statistics}}; sequences: {sequence: {"J", "F", "J&F"}}
+    (means over the sequence's objects); overall: {"J&F", "J-Mean", "J-Recall", "J-Decay", "F-Mean", ...}
+    (means over all objects).
+    """
+
+    objects: dict
+    sequences: dict
+    overall: dict
+
+
+def evaluate_davis(predictions, ground_truth, bound_th: float = 0.008) -> DavisResult:
+    """DAVIS J, F and J&F for a set of sequences.
+
+    Args:
+        predictions, ground_truth: either dicts {sequence: (T, H, W) int object-id arrays}, or
+            DAVIS-layout folders (see :mod:`amodalkit.data.davis`; the ground truth's ImageSets lists
+            the sequences, the predictions folder holds ``<sequence>/<frame>.png`` id maps or a
+            DAVIS layout of its own). The objects are the ids of the ground truth's first frame.
+
+    Returns:
+        :class:`DavisResult`.
+    """
+    gt = _as_id_arrays(ground_truth, "ground_truth")
+    pred = _as_id_arrays(predictions, "predictions", like=gt)
+    missing = sorted(set(gt) - set(pred))
+    if missing:
+        raise ValueError(f"evaluate_davis: no predictions for sequences {missing}")
+    objects, sequences = {}, {}
+    for name, gt_ids in gt.items():
+        pred_ids = pred[name]
+        if pred_ids.shape != gt_ids.shape:
+            raise ValueError(f"evaluate_davis: {name}: predictions {pred_ids.shape} do not match ground truth {gt_ids.shape}")
+        seq = {"J": [], "F": []}
+        for obj in sorted(set(np.unique(gt_ids[0]).tolist()) - {0}):
+            j = [davis_j(p == obj, g == obj) for p, g in zip(pred_ids, gt_ids)]
+            f = [davis_f(p == obj, g == obj, bound_th) for p, g in zip(pred_ids, gt_ids)]
+            objects[name, obj] = {"J": davis_statistics(j), "F": davis_statistics(f)}
+            seq["J"].append(objects[name, obj]["J"].mean)
+            seq["F"].append(objects[name, obj]["F"].mean)
+        j_mean, f_mean = float(np.mean(seq["J"])), float(np.mean(seq["F"]))
+        sequences[name] = {"J": j_mean, "F": f_mean, "J&F": (j_mean + f_mean) / 2}
+    overall = {}
+    for measure in ("J", "F"):
+        for stat in ("mean", "recall", "decay"):
+            overall[f"{measure}-{stat.capitalize()}"] = float(np.mean([getattr(o[measure], stat) for o in objects.values()]))
+    overall["J&F"] = (overall["J-Mean"] + overall["F-Mean"]) / 2
+    return DavisResult(objects, sequences, overall)
+
+
+def _as_id_arrays(source, what: str, like: dict | None = None) -> dict[str, np.ndarray]:
+    if isinstance(source, dict):
+        return {k: np.asarray(v) for k, v in source.items()}
+    root = Path(source)
+    if (root / "ImageSets").is_dir():
+        from .data.davis import read_davis
+
+        return {s.name: s.masks for s in read_davis(root)}
+    if like is None:
+        raise ValueError(f"evaluate_davis: {what} must be a dict of arrays or a DAVIS folder, got {root}")
+    from PIL import Image
+
+    out = {}
+    for name in like:  # a results folder: <root>/<sequence>/<frame>.png
+        pngs = sorted((root / name).glob("*.png"))
+        if not pngs:
+            raise FileNotFoundError(f"evaluate_davis: no predicted masks for sequence {name!r} in {root / name}")
+        out[name] = np.stack([np.asarray(Image.open(p)) for p in pngs])
+    return out
