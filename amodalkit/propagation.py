@@ -1,0 +1,142 @@
+"""Label propagation by k nearest neighbours in feature space, with the CRW release's semantics.
+
+For each query frame t (1..T-1) the sources are frame 0 (always, with its given labels) and the
+``context`` preceding frames, the clip being front-padded with copies of frame 0 (so early frames
+see frame 0 several times). Affinities are dot products / temperature; a source node of any
+context frame but that first frame 0 counts only within Euclidean distance < ``radius`` of the
+query on the feature grid; the top ``topk`` affinities are taken jointly over all source nodes of
+all context frames (or per frame, for the ablation), weighted by a softmax over the kept values,
+and the label of the query is the weighted sum of the sources' soft labels. Predictions are
+written back and used as context as they are (no hardening).
+
+The release builds the whole (nodes x context nodes) affinity and masks it; this module never
+does: queries are processed in small spatial blocks, each against frame 0 (dense, as it is
+unrestricted) and against the window of context nodes its radius can reach. Work and working
+memory per query frame are bounded by the radius window and do not grow with the clip length.
+``benchmarks/propagation.py`` holds the plain dense version and checks both agree.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def context_frames(t: int, context: int) -> list[int]:
+    """Source frames of query frame ``t``: frame 0, then the ``context`` preceding frames front-padded with 0.
+
+    Example:
+        >>> context_frames(2, 4)
+        [0, 0, 0, 0, 1]
+    """
+    return [0] + [max(s, 0) for s in range(t - context, t)]
+
+
+def _check(feats: torch.Tensor, first_labels: torch.Tensor, context: int, topk: int, radius: float, temperature: float):
+    if feats.dim() != 4:
+        raise ValueError(f"propagate: feats must be (T, C, h, w), got {tuple(feats.shape)}")
+    if first_labels.dim() != 3 or first_labels.shape[1:] != feats.shape[2:]:
+        raise ValueError(f"propagate: first_labels must be (L, h, w) = (L, {feats.shape[2]}, {feats.shape[3]}), "
+                         f"got {tuple(first_labels.shape)}")
+    for name, value, low in (("context", context, 1), ("topk", topk, 1)):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"propagate: {name} must be an integer >= {low}, got {value!r}")
+    if radius <= 0 or temperature <= 0:
+        raise ValueError(f"propagate: radius and temperature must be > 0, got {radius}, {temperature}")
+    if topk > feats.shape[2] * feats.shape[3]:
+        raise ValueError(f"propagate: topk = {topk} exceeds the {feats.shape[2] * feats.shape[3]} nodes of frame 0")
+
+
+@torch.no_grad()
+def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int = 20, topk: int = 10,
+              radius: float = 12, temperature: float = 0.07, per_frame_topk: bool = False,
+              block: int = 8) -> torch.Tensor:
+    """Propagate soft labels from frame 0 through a clip (see the module docstring).
+
+    Args:
+        feats: (T, C, h, w) features, L2-normalised over C.
+        first_labels: (L, h, w) soft one-hot labels of frame 0 at feature resolution.
+        per_frame_topk: take the top k of each context frame, then the softmax over all kept
+            (the ablation of the supplement's F); the default is top k jointly over all sources.
+        block: side of the query blocks (an implementation detail: any value gives the same result).
+
+    Returns:
+        (T, L, h, w) soft labels; frame 0 is ``first_labels``.
+    """
+    _check(feats, first_labels, context, topk, radius, temperature)
+    t_len, channels, h, w = feats.shape
+    n_labels = first_labels.shape[0]
+    dtype = feats.dtype
+    labels = torch.empty(t_len, n_labels, h, w, dtype=dtype)
+    labels[0] = first_labels.to(dtype)
+    reach = int(np.ceil(radius)) - 1 if float(radius).is_integer() else int(np.floor(radius))  # |d| < radius
+    grid_y, grid_x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    frame0 = feats[0].reshape(channels, h * w)
+    labels0 = labels[0].reshape(n_labels, h * w).T  # (h*w, L)
+    for t in range(1, t_len):
+        ctx = context_frames(t, context)[1:]  # the restricted context entries (may repeat frame 0)
+        unique = sorted(set(ctx))
+        query = feats[t]
+        out = torch.empty(n_labels, h, w, dtype=dtype)
+        for y0 in range(0, h, block):
+            for x0 in range(0, w, block):
+                y1, x1 = min(y0 + block, h), min(x0 + block, w)
+                q = query[:, y0:y1, x0:x1].reshape(channels, -1).T  # (nq, C)
+                qy, qx = grid_y[y0:y1, x0:x1].reshape(-1), grid_x[y0:y1, x0:x1].reshape(-1)
+                wy0, wy1 = max(y0 - reach, 0), min(y1 + reach, h)
+                wx0, wx1 = max(x0 - reach, 0), min(x1 + reach, w)
+                sy, sx = grid_y[wy0:wy1, wx0:wx1].reshape(-1), grid_x[wy0:wy1, wx0:wx1].reshape(-1)
+                near = (qy[:, None] - sy[None]) ** 2 + (qx[:, None] - sx[None]) ** 2 < radius ** 2  # (nq, nw)
+                dense0 = (q @ frame0) / temperature  # frame 0: every node
+                window = {s: (q @ feats[s, :, wy0:wy1, wx0:wx1].reshape(channels, -1)) / temperature for s in unique}
+                window_labels = {s: labels[s, :, wy0:wy1, wx0:wx1].reshape(n_labels, -1).T for s in unique}
+                scores = [dense0] + [window[s].masked_fill(~near, float("-inf")) for s in ctx]
+                sources = [labels0] + [window_labels[s] for s in ctx]
+                out[:, y0:y1, x0:x1] = _aggregate(scores, sources, topk, per_frame_topk).T.reshape(n_labels, y1 - y0, x1 - x0)
+        labels[t] = out
+    return labels
+
+
+def _aggregate(scores: list[torch.Tensor], sources: list[torch.Tensor], topk: int, per_frame: bool) -> torch.Tensor:
+    """Top-k (jointly, or per source frame), softmax over the kept values, weighted sum of source labels.
+
+    scores: per source frame (nq, n_s); sources: per source frame (n_s, L). Returns (nq, L).
+    """
+    if per_frame:
+        kept, picked = [], []
+        for s, lab in zip(scores, sources):
+            k = min(topk, s.shape[1])
+            values, index = s.topk(k, dim=1)
+            kept.append(values)
+            picked.append(lab[index])  # (nq, k, L)
+        values, chosen = torch.cat(kept, dim=1), torch.cat(picked, dim=1)
+    else:
+        all_scores, all_labels = torch.cat(scores, dim=1), torch.cat(sources, dim=0)
+        values, index = all_scores.topk(topk, dim=1)
+        chosen = all_labels[index]  # (nq, k, L)
+    weights = torch.softmax(values, dim=1)  # -inf (masked) entries get weight 0
+    return (weights.unsqueeze(-1) * chosen).sum(dim=1)
+
+
+def propagate_masks(feats: torch.Tensor, first_mask: np.ndarray, n_labels: int | None = None, **kwargs) -> np.ndarray:
+    """Propagate an image-size object-id mask: one-hot, bilinear down to the feature grid, propagate,
+    bilinear back up to image size, argmax.
+
+    Args:
+        feats: (T, C, h, w) L2-normalised features.
+        first_mask: (H, W) int object ids of frame 0 (0 = background).
+        n_labels: number of labels (max id + 1 when None).
+
+    Returns:
+        (T, H, W) int predicted ids (frame 0 is ``first_mask``).
+    """
+    first_mask = np.asarray(first_mask)
+    height, width = first_mask.shape
+    n_labels = int(first_mask.max()) + 1 if n_labels is None else n_labels
+    one_hot = F.one_hot(torch.from_numpy(first_mask.astype(np.int64)), n_labels).permute(2, 0, 1).float()
+    small = F.interpolate(one_hot[None], size=feats.shape[2:], mode="bilinear", align_corners=False)[0]
+    soft = propagate(feats.float(), small, **kwargs)
+    big = F.interpolate(soft, size=(height, width), mode="bilinear", align_corners=False)
+    out = big.argmax(dim=1).numpy()
+    out[0] = first_mask
+    return out
