@@ -45,7 +45,7 @@ VENDOR_DIR = BUILD_DIR / "vendor"
 KERNEL_NAME = "amodalkit"
 
 # The widget manager and its module loader, pinned with the registry's integrity hashes. Fetched
-# by `make` (npm pack) rather than committed: 9 MB of minified JavaScript and fonts would
+# by `make` (npm pack) rather than committed: about 7 MB of minified JavaScript and fonts would
 # dwarf the repository, and the hash pins the exact bytes anyway.
 WIDGET_PACKAGES = {
     "@jupyter-widgets/html-manager": (
