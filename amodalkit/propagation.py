@@ -50,7 +50,7 @@ def _check(feats: torch.Tensor, first_labels: torch.Tensor, context: int, topk: 
 @torch.no_grad()
 def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int = 20, topk: int = 10,
               radius: float = 12, temperature: float = 0.07, per_frame_topk: bool = False,
-              block: int = 8) -> torch.Tensor:
+              block: int = 12) -> torch.Tensor:
     """Propagate soft labels from frame 0 through a clip (see the module docstring).
 
     Args:
