@@ -97,6 +97,13 @@ class Param:
 
 
 NOTEBOOKS: dict[str, dict[str, Param]] = {
+    "crw_theory": {
+        "seeds": Param(int, 3, "random seeds (each draws `trials` problems)", 1, 50),
+        "trials": Param(int, 2000, "random (q, u, V) draws per seed", 1, 1_000_000),
+        "dim": Param(int, 128, "feature dimension (must exceed 1 + max_negatives for the least squares)", 2, 4096),
+        "max_identical": Param(int, 20, "most negatives identical to the positive", 0, 10_000),
+        "max_negatives": Param(int, 40, "most true negatives", 0, 4000),
+    },
     "data_worlds": {
         "n_clips": Param(int, 8, "test clips per world for the statistics", 1, 1000),
         "preset": Param(str, "quick", "world sizes: the quick defaults or the papers' sizes", choices=("quick", "paper")),
@@ -121,6 +128,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
+        "crw_theory": dict(seeds=1, trials=50),
         "data_worlds": dict(n_clips=1),
         "savos_theorem1": dict(seeds=1, height=40, width=40, n_frames=8, steps=60,
                                chain_lengths=[4, 8], chain_size=16, chain_repeats=1),
