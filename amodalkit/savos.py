@@ -224,6 +224,18 @@ def theorem_inputs(clip) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return visible.permute(1, 0, 2, 3).contiguous(), weight.permute(1, 0, 2, 3).contiguous(), flow
 
 
+def free_fit_prediction(clip, probs: torch.Tensor, view: np.ndarray | None = None) -> np.ndarray:
+    """(K, T, H, W) bool: the fitted masks (probs > 0.5) on the pixels whose points stay in view.
+
+    ``view`` (K, T, H, W) is computed from the clip when not given.
+    """
+    if view is None:
+        from .data import in_view
+
+        view = np.stack([in_view(clip, k) for k in range(clip.n_objects)])
+    return (probs > 0.5).numpy() & view
+
+
 def free_fit_scores(clip, probs: torch.Tensor) -> dict[str, np.ndarray]:
     """Score a free-mask fit against the ground truth, on the pixels Theorem 1 speaks about.
 
@@ -239,10 +251,9 @@ def free_fit_scores(clip, probs: torch.Tensor) -> dict[str, np.ndarray]:
     """
     from .data import in_view
 
-    pred = (probs > 0.5).numpy()
-    amodal = clip.amodal.transpose(1, 0, 2, 3)
     view = np.stack([in_view(clip, k) for k in range(clip.n_objects)])
-    pred, amodal = pred & view, amodal & view
+    pred = free_fit_prediction(clip, probs, view)
+    amodal = clip.amodal.transpose(1, 0, 2, 3) & view
     inter = (pred & amodal).sum(axis=(-2, -1))
     union = (pred | amodal).sum(axis=(-2, -1))
     return {

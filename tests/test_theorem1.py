@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from amodalkit import savos
-from amodalkit.data import in_view, load_world, never_background_comoving, never_visible
+from amodalkit.data import load_world, never_background_comoving, never_visible
 
 WORLD = dict(height=40, width=40, n_frames=8)
 
@@ -11,8 +11,7 @@ WORLD = dict(height=40, width=40, n_frames=8)
 def fit(clip, init, **kwargs):
     visible, weight, flow = savos.theorem_inputs(clip)
     result = savos.fit_free_masks(visible, weight, flow, init_logit=init, steps=400, **kwargs)
-    view = np.stack([in_view(clip, k) for k in range(clip.n_objects)])
-    return result, (result.probs > 0.5).numpy() & view
+    return result, savos.free_fit_prediction(clip, result.probs)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
