@@ -1,8 +1,10 @@
 """CRW (Jabri et al., NeurIPS 2020): the contrastive objective and its label-noise analysis (App. A).
 
 This module holds App. A (the gradient of the contrastive objective with respect to the query when
-some negatives are identical to the positive), the encoder (ResNet-18 at output stride 8) and the
-palindrome random-walk loss. Patch extraction, the training recipe and the chapters come next.
+some negatives are identical to the positive), the encoder (ResNet-18 at output stride 8), node
+extraction (a jittered patch grid, or one shared feature map for the shortcut of App. C), the
+palindrome random-walk loss, clip sampling with a frame stride (App. D) and the training recipe of
+Table E scaled by profile (:func:`train_crw`). Label propagation is in :mod:`amodalkit.propagation`.
 
 For a query q, a positive u and negatives V (temperature 1, as in the appendix)
 
@@ -14,6 +16,11 @@ zero, never reverse it.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -109,7 +116,7 @@ def transitions(a: torch.Tensor, b: torch.Tensor, temperature: float, edge_dropo
     """
     affinity = a @ b.transpose(1, 2) / temperature
     if edge_dropout > 0:
-        drop = torch.rand(affinity.shape, generator=generator, device=affinity.device) < edge_dropout
+        drop = (torch.rand(affinity.shape, generator=generator) < edge_dropout).to(affinity.device)
         affinity = affinity.masked_fill(drop, float("-inf"))
     return torch.softmax(affinity, dim=-1)
 
@@ -144,3 +151,310 @@ def walk_loss(nodes: torch.Tensor, temperature: float = 0.05, edge_dropout: floa
         round_trip = walk @ back  # (B, N, N)
         losses.append(F.nll_loss(torch.log(round_trip + 1e-20).reshape(b * n, n), target))
     return torch.stack(losses).mean()
+
+
+# ------------------------------------------------------------------------------- inputs and nodes
+
+PIXEL_MEAN, PIXEL_STD = 0.45, 0.225
+
+
+def to_input(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 frames (..., H, W, 3) -> normalised float (..., 3, H, W)."""
+    x = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+    return ((x.float() / 255 - PIXEL_MEAN) / PIXEL_STD).movedim(-1, -3).contiguous()
+
+
+def crops(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear crops of several boxes per image, resized to ``size``.
+
+    Args:
+        images: (M, C, H, W).
+        boxes: (M, K, 4) as (centre x, centre y, width, height) in pixels of a continuous frame
+            whose pixel i covers [i, i + 1); a negative width flips the crop horizontally.
+        size: (h, w) of each crop.
+
+    Returns:
+        (M, K, C, h, w). A box with integer corners and the crop's own size reproduces the slice exactly.
+    """
+    m, c, height, width = images.shape
+    k = boxes.shape[1]
+    oh, ow = size
+    # output pixel centres in [-1, 1] of the crop, mapped into each box, in the image's normalised coordinates
+    ys = (2 * torch.arange(oh, dtype=images.dtype, device=images.device) + 1) / oh - 1
+    xs = (2 * torch.arange(ow, dtype=images.dtype, device=images.device) + 1) / ow - 1
+    b = boxes.to(images.dtype)
+    gx = (2 * b[..., 0, None, None] + b[..., 2, None, None] * xs[None, None, None, :]) / width - 1  # (M, K, 1, ow)
+    gy = (2 * b[..., 1, None, None] + b[..., 3, None, None] * ys[None, None, :, None]) / height - 1  # (M, K, oh, 1)
+    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)  # (M, K, oh, ow, 2)
+    # all crops of one image sampled as one tall output image: no copy of the image per crop
+    out = F.grid_sample(images, grid.reshape(m, k * oh, ow, 2), mode="bilinear", padding_mode="border",
+                        align_corners=False)
+    return out.reshape(m, c, k, oh, ow).transpose(1, 2)
+
+
+def patch_boxes(height: int, width: int, grid: int, patch: int, count: int, generator: torch.Generator | None = None,
+                jitter: tuple[float, float] | None = (0.7, 0.9), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """Boxes of a grid x grid patch grid (row-major), each optionally jittered by a random resized crop.
+
+    The patches of side ``patch`` are spread evenly (first at the top-left corner, last at the
+    bottom-right). With ``jitter=(lo, hi)`` each patch is replaced by a random sub-box covering a
+    fraction in [lo, hi] of its area with aspect ratio in ``ratio`` (RandomResizedCrop), drawn
+    independently for each of ``count`` images. Returns (count, grid * grid, 4) boxes for :func:`crops`.
+    """
+    if patch > min(height, width):
+        raise ValueError(f"patch_boxes: patch side {patch} exceeds the frame {height}x{width}")
+    step_y = (height - patch) / max(grid - 1, 1)
+    step_x = (width - patch) / max(grid - 1, 1)
+    y0 = (torch.arange(grid) * step_y).repeat_interleave(grid)
+    x0 = (torch.arange(grid) * step_x).repeat(grid)
+    n = grid * grid
+    if jitter is None:
+        w = h = torch.full((count, n), float(patch))
+        ox = oy = torch.zeros(count, n)
+    else:
+        area = torch.empty(count, n).uniform_(*jitter, generator=generator) * patch**2
+        log_r = torch.empty(count, n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+        w = torch.sqrt(area * torch.exp(log_r)).clamp(max=patch)
+        h = torch.sqrt(area / torch.exp(log_r)).clamp(max=patch)
+        ox = torch.rand(count, n, generator=generator) * (patch - w)
+        oy = torch.rand(count, n, generator=generator) * (patch - h)
+    return torch.stack([x0 + ox + w / 2, y0 + oy + h / 2, w, h], dim=-1)
+
+
+class CRW(nn.Module):
+    """The CRW network: the stride-8 ResNet-18 and a linear head to ``dim``-d L2-normalised nodes.
+
+    Nodes come either from patches (each encoded on its own, res4 mean-pooled, as the release does)
+    or, for the shortcut experiment of App. C, from the positions of one res4 map of the whole frame.
+    For propagation, :meth:`features` gives the L2-normalised res3 (or res4) map without the head.
+    """
+
+    def __init__(self, width: int = 64, dim: int = 128):
+        super().__init__()
+        self.encoder = ResNet18Stride8(width)
+        self.head = nn.Linear(8 * width, dim)
+
+    def patch_nodes(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, T, N, 3, p, p) patches -> (B, T, N, dim) nodes."""
+        b, t, n = patches.shape[:3]
+        res4 = self.encoder(patches.flatten(0, 2))["res4"].mean(dim=(2, 3))
+        return F.normalize(self.head(res4), dim=-1).reshape(b, t, n, -1)
+
+    def map_nodes(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) frames -> (B, T, h * w, dim): one node per position of the shared res4 map."""
+        b, t = frames.shape[:2]
+        res4 = self.encoder(frames.flatten(0, 1))["res4"]  # (B*T, C, h, w)
+        nodes = self.head(res4.flatten(2).transpose(1, 2))
+        return F.normalize(nodes, dim=-1).reshape(b, t, nodes.shape[1], -1)
+
+    def features(self, frames: torch.Tensor, layer: str = "res3") -> torch.Tensor:
+        """(M, 3, H, W) frames -> (M, C, H/8, W/8) L2-normalised ``layer`` features (no head)."""
+        if layer not in ("res3", "res4"):
+            raise ValueError(f"CRW.features: layer must be 'res3' or 'res4', got {layer!r}")
+        return F.normalize(self.encoder(frames)[layer], dim=1)
+
+
+def pixel_features(frames: torch.Tensor, stride: int = 8) -> torch.Tensor:
+    """The raw-pixel baseline: each stride x stride x 3 block, minus the frame's mean colour, L2-normalised.
+
+    frames: (M, 3, H, W) normalised -> (M, 3 * stride**2, H // stride, W // stride).
+    """
+    centred = frames - frames.mean(dim=(2, 3), keepdim=True)
+    blocks = F.unfold(centred, stride, stride=stride)  # (M, 3 s^2, L)
+    m, _, height, width = frames.shape
+    return F.normalize(blocks, dim=1).reshape(m, -1, height // stride, width // stride)
+
+
+# ------------------------------------------------------------------------------- clips and training
+
+
+def clip_starts(n_frames: int, clip_len: int, stride: int) -> int:
+    """Number of valid start frames of a clip of ``clip_len`` frames ``stride`` apart (stride 0: one frame repeated)."""
+    span = (clip_len - 1) * stride + 1
+    if span > n_frames:
+        raise ValueError(f"a clip of {clip_len} frames at stride {stride} spans {span} frames; videos have {n_frames}")
+    return n_frames - span + 1
+
+
+def sample_clips(videos: torch.Tensor, batch: int, clip_len: int, stride: int, crop: int,
+                 generator: torch.Generator, scale: tuple[float, float] = (0.3, 1.0)) -> torch.Tensor:
+    """Training clips: random video, start and crop (the same crop in every frame), random flip.
+
+    Args:
+        videos: (V, T, H, W, 3) uint8 frames (kept as bytes: a quarter of the memory of floats).
+        stride: frames between clip frames; 0 repeats one frame ``clip_len`` times (App. D's
+            infinite frame rate: only the patch jitter differs between frames).
+        crop: side of the square crop, resized to crop x crop (RandomResizedCrop with ``scale``).
+
+    Returns:
+        (batch, clip_len, 3, crop, crop).
+    """
+    n_videos, n_frames, height, width, _ = videos.shape
+    starts = clip_starts(n_frames, clip_len, stride)
+    video = torch.randint(n_videos, (batch,), generator=generator)
+    start = torch.randint(starts, (batch,), generator=generator)
+    index = start[:, None] + stride * torch.arange(clip_len)[None]  # (batch, clip_len)
+    frames = to_input(videos[video[:, None].to(videos.device), index.to(videos.device)])  # (batch, clip_len, 3, H, W)
+    area = torch.empty(batch).uniform_(*scale, generator=generator) * height * width
+    side = torch.sqrt(area).clamp(max=min(height, width))
+    cx = side / 2 + torch.rand(batch, generator=generator) * (width - side)
+    cy = side / 2 + torch.rand(batch, generator=generator) * (height - side)
+    flip = torch.where(torch.rand(batch, generator=generator) < 0.5, -1.0, 1.0)
+    boxes = torch.stack([cx, cy, side * flip, side], dim=-1)[:, None].repeat_interleave(clip_len, 0)  # (B*T, 1, 4)
+    out = crops(frames.flatten(0, 1), boxes.to(videos.device), (crop, crop))
+    return out.reshape(batch, clip_len, *out.shape[2:])
+
+
+def clip_nodes(model: CRW, clips: torch.Tensor, nodes: str, grid: int, patch: int,
+               generator: torch.Generator | None, jitter: tuple[float, float] | None = (0.7, 0.9)) -> torch.Tensor:
+    """Nodes of training clips (B, T, 3, S, S): ``"patches"`` (jittered grid) or ``"map"`` (one shared map)."""
+    if nodes == "map":
+        return model.map_nodes(clips)
+    if nodes != "patches":
+        raise ValueError(f"nodes must be 'patches' or 'map', got {nodes!r}")
+    b, t, _, size, _ = clips.shape
+    boxes = patch_boxes(size, size, grid, patch, b * t, generator, jitter).to(clips.device)
+    patches = crops(clips.flatten(0, 1), boxes, (patch, patch))  # (B*T, N, 3, p, p)
+    return model.patch_nodes(patches.reshape(b, t, *patches.shape[1:]))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The CRW training recipe (Table E of the supplement), with the sizes scaled by profile.
+
+    The paper's values: 256-pixel crops, a 7x7 grid of 64-pixel patches, clip length 4, tau 0.05,
+    edge dropout 0.1, batch 20, Adam 1e-4, ResNet-18 (width 64), 128-d head.
+    """
+
+    crop: int = 256
+    grid: int = 7
+    patch: int = 64
+    clip_len: int = 4
+    stride: int = 1
+    temperature: float = 0.05
+    edge_dropout: float = 0.1
+    batch: int = 20
+    lr: float = 1e-4
+    width: int = 64
+    dim: int = 128
+    steps: int = 1000
+    nodes: str = "patches"
+    skip_shortest: bool = True
+
+    def __post_init__(self):
+        if self.nodes not in ("patches", "map"):
+            raise ValueError(f"Recipe: nodes must be 'patches' or 'map', got {self.nodes!r}")
+        if self.patch > self.crop:
+            raise ValueError(f"Recipe: patch ({self.patch}) must not exceed crop ({self.crop})")
+        for name in ("crop", "grid", "patch", "clip_len", "batch", "width", "dim", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Recipe: {name} must be >= 1, got {getattr(self, name)}")
+        if self.stride < 0:
+            raise ValueError(f"Recipe: stride must be >= 0 (0 = one frame repeated), got {self.stride}")
+
+
+def walk_loss_on(model: CRW, videos: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+    """One batch of the walk loss: sample clips from ``videos`` (V, T, H, W, 3) uint8, make nodes, walk."""
+    clips = sample_clips(videos, recipe.batch, recipe.clip_len, recipe.stride, recipe.crop, generator)
+    nodes = clip_nodes(model, clips, recipe.nodes, recipe.grid, recipe.patch, generator)
+    return walk_loss(nodes, recipe.temperature, recipe.edge_dropout, recipe.skip_shortest, generator)
+
+
+@torch.no_grad()
+def validation_loss(model: CRW, videos: torch.Tensor, recipe: Recipe, seed: int = 12345, batches: int = 4) -> float:
+    """The walk loss on fixed clips of ``videos`` (no edge dropout): the self-supervised selection criterion."""
+    plain = dataclasses.replace(recipe, edge_dropout=0.0)
+    losses = [float(walk_loss_on(model, videos, plain, torch.Generator().manual_seed(seed + i))) for i in range(batches)]
+    return sum(losses) / len(losses)
+
+
+def initial_model(recipe: Recipe, seed: int) -> CRW:
+    """The network every run of ``seed`` starts from (also the "untrained" baseline)."""
+    torch.manual_seed(seed)
+    return CRW(recipe.width, recipe.dim)
+
+
+def train_crw(recipe: Recipe, train_videos: torch.Tensor, val_videos: torch.Tensor, *, seed: int, data_key: dict,
+              validate_every: int | None = None):
+    """Train CRW with ``recipe`` on ``train_videos`` (V, T, H, W, 3) uint8, selecting by the walk loss
+    on ``val_videos``; cached by (recipe, data_key, seed). Returns a :class:`amodalkit.train.TrainResult`."""
+    from .train import device, train_cached
+
+    run_device = device()
+    train_videos, val_videos = train_videos.to(run_device), val_videos.to(run_device)
+
+    config = dict(method="crw", recipe=dataclasses.asdict(recipe), data=data_key, seed=seed)
+    return train_cached("crw", config, lambda: initial_model(recipe, seed), lambda m, step, g: walk_loss_on(m, train_videos, recipe, g),
+                        code=("crw.py",), steps=recipe.steps, lr=recipe.lr, seed=seed,
+                        validate=lambda m: validation_loss(m, val_videos, recipe), validate_every=validate_every,
+                        desc=f"CRW {recipe.nodes} stride {recipe.stride} seed {seed}")
+
+
+# ------------------------------------------------------------------------------- chapter helpers
+
+
+@dataclass
+class VosData:
+    """One seed's data for the CRW chapters: train/val videos (V, T, H, W, 3) uint8, the test
+    clips (with ground truth, for J&F only) and a key naming the data (for the model cache)."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: list
+    key: dict
+
+
+def vos_data(seed: int, *, height: int, width: int, n_frames: int, train_clips: int, val_clips: int,
+             test_clips: int, preset: str = "quick") -> VosData:
+    """Load the ``vos`` world's three splits for one world seed (generated once, cached on disk)."""
+    from .data import load_world
+
+    world = dict(height=height, width=width, n_frames=n_frames)
+    splits = {split: load_world("vos", split, seed=seed, n_clips=n, preset=preset, **world)
+              for split, n in (("train", train_clips), ("val", val_clips), ("test", test_clips))}
+    videos = {s: torch.from_numpy(np.stack([c.frames for c in splits[s]])) for s in ("train", "val")}
+    key = dict(world="vos", seed=seed, preset=preset, train_clips=train_clips, val_clips=val_clips, **world)
+    return VosData(videos["train"], videos["val"], list(splits["test"]), key)
+
+
+def noise_videos(like: torch.Tensor, seed: int) -> torch.Tensor:
+    """Random videos (App. C) shaped like ``like`` (V, T, H, W, 3): every frame independent uniform noise."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, tuple(like.shape), generator=g, dtype=torch.uint8)
+
+
+def feature_fn(model: CRW | None, layer: str = "res3", scale: float = 1.0, batch: int = 8):
+    """``frames (T, H, W, 3) uint8 -> (T, C, h, w)`` features for :func:`amodalkit.propagation.evaluate_clips`.
+
+    ``model=None`` gives the raw-pixel baseline. ``scale`` resizes frames before encoding (the
+    paper trains on 256-pixel crops and tests on 480p frames, about 2x).
+    """
+    @torch.no_grad()
+    def features(frames: np.ndarray) -> torch.Tensor:
+        x = to_input(frames)
+        if scale != 1.0:
+            x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        if model is None:
+            return pixel_features(x)
+        model.eval()
+        run_device = next(model.parameters()).device
+        return torch.cat([model.features(x[i:i + batch].to(run_device), layer).cpu() for i in range(0, len(x), batch)])
+
+    return features
+
+
+def test_time_train(model: CRW, frames: np.ndarray, recipe: Recipe, *, steps: int, lr: float, seed: int) -> CRW:
+    """Test-time training (App. H): a copy of ``model`` fine-tuned with the walk loss on clips of the
+    test video itself (its frames only, no labels). The release has no such code; this follows the
+    text with one fine-tuning per video (the paper re-tunes every 5 frames on a window of +-10)."""
+    import copy
+
+    from .train import train
+
+    tuned = copy.deepcopy(model)
+    video = torch.from_numpy(np.asarray(frames))[None].to(next(model.parameters()).device)
+    stride = min(recipe.stride, (video.shape[1] - 1) // max(recipe.clip_len - 1, 1))
+    local = dataclasses.replace(recipe, stride=stride)
+    train(tuned, lambda m, step, g: walk_loss_on(m, video, local, g), steps=steps, lr=lr, seed=seed,
+          desc="test-time training")
+    return tuned.eval()

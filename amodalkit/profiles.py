@@ -96,7 +96,50 @@ class Param:
         return out
 
 
+# shared by the three CRW chapters (crw_shortcut, crw_propagation, crw_ablations): data, recipe, evaluation
+_CRW_COMMON: dict[str, Param] = {
+    "seeds": Param(int, 3, "world and initialisation seeds", 1, 50),
+    "preset": Param(str, "quick", "vos world sizes: quick defaults or the paper's 480p", choices=("quick", "paper")),
+    "height": Param(int, 96, "vos frame height, pixels", 32, 1080),
+    "width": Param(int, 160, "vos frame width, pixels", 32, 1920),
+    "n_frames": Param(int, 24, "frames per vos clip", 8, 200),
+    "train_clips": Param(int, 32, "vos training videos per seed", 1, 100_000),
+    "val_clips": Param(int, 4, "vos validation videos (walk loss, for selection)", 1, 10_000),
+    "test_clips": Param(int, 8, "vos test videos (J&F)", 1, 10_000),
+    "crop": Param(int, 64, "training crop side (paper 256)", 16, 512),
+    "patch": Param(int, 16, "patch side (paper 64)", 8, 256),
+    "grid": Param(int, 7, "patches per side (paper 7)", 2, 16),
+    "batch": Param(int, 8, "clips per batch (paper 20)", 1, 256),
+    "net_width": Param(int, 8, "ResNet-18 base width (paper 64)", 2, 64),
+    "dim": Param(int, 64, "node embedding dimension (paper 128)", 4, 512),
+    "steps": Param(int, 200, "training steps", 1, 1_000_000),
+    "lr": Param(float, 1e-3, "Adam learning rate (paper 1e-4)", 1e-6, 1.0),
+    "stride": Param(int, 4, "frames between clip frames for the main model (paper: 8 fps of 30)", 1, 30),
+    "test_scale": Param(float, 2.0, "frames are resized by this before encoding at test (paper: 256 -> 480p)", 0.25, 4.0),
+    "radius": Param(float, 6.0, "propagation radius on the feature grid (paper 12 at 480p)", 0.5, 1000.0),
+    "topk": Param(int, 10, "propagation top-k (paper 10)", 1, 1000),
+    "context": Param(int, 20, "propagation context frames m (paper 20)", 1, 200),
+}
+
 NOTEBOOKS: dict[str, dict[str, Param]] = {
+    "crw_shortcut": {
+        **_CRW_COMMON,
+        "map_steps": Param(int, 200, "training steps of the single-map and noise runs (as many as `steps`)", 1, 1_000_000),
+    },
+    "crw_propagation": {
+        **_CRW_COMMON,
+        "contexts": Param(list, [1, 2, 5, 20], "context sizes m of the F.1 sweep", 1, 200, item=int, min_len=2),
+        "topks": Param(list, [1, 10, 30], "top-k values of the F sweep", 1, 1000, item=int, min_len=2),
+        "radii": Param(list, [3.0, 6.0, 1000.0], "radii of the F sweep (1000: global)", 0.5, 1000.0,
+                       item=float, min_len=2),
+    },
+    "crw_ablations": {
+        **_CRW_COMMON,
+        "strides": Param(list, [1, 4, 0], "frame strides of the App. D ablation (0: one frame repeated)", 0, 30,
+                         item=int, min_len=2),
+        "ttt_steps": Param(int, 10, "test-time training updates per test video (paper: 100 every 5 frames)", 1, 10_000),
+        "ttt_lr": Param(float, 1e-4, "test-time training learning rate (paper 1e-4)", 1e-7, 1.0),
+    },
     "crw_theory": {
         "seeds": Param(int, 3, "random seeds (each draws `trials` problems)", 1, 50),
         "trials": Param(int, 2000, "random (q, u, V) draws per seed", 1, 1_000_000),
@@ -126,15 +169,28 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     },
 }
 
+_CRW_SMOKE = dict(seeds=1, height=48, width=64, n_frames=10, train_clips=2, val_clips=1, test_clips=1, crop=32, grid=3,
+                  batch=2, net_width=4, dim=8, steps=2, stride=2, test_scale=1.0, radius=3.0)
+# Table E of the CRW supplement at 480p (train_clips bounded by memory: the videos are held as uint8)
+_CRW_PAPER = dict(preset="paper", height=480, width=854, n_frames=60, train_clips=100, val_clips=8, test_clips=30,
+                  crop=256, patch=64, grid=7, batch=20, net_width=64, dim=128, steps=20_000, lr=1e-4, stride=4,
+                  test_scale=1.0, radius=12.0, topk=10, context=20)
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "crw_theory": dict(seeds=1, trials=50),
+        "crw_shortcut": dict(_CRW_SMOKE, map_steps=2),
+        "crw_propagation": dict(_CRW_SMOKE, contexts=[1, 2], topks=[1, 3], radii=[2.0, 1000.0]),
+        "crw_ablations": dict(_CRW_SMOKE, strides=[1, 2, 0], ttt_steps=1),
         "data_worlds": dict(n_clips=1),
         "savos_theorem1": dict(seeds=1, height=40, width=40, n_frames=8, steps=60,
                                chain_lengths=[4, 8], chain_size=16, chain_repeats=1),
     },
     "quick": {},
     "paper": {
+        "crw_shortcut": dict(_CRW_PAPER, map_steps=20_000),
+        "crw_propagation": dict(_CRW_PAPER, radii=[4.0, 8.0, 12.0, 24.0, 1000.0]),
+        "crw_ablations": dict(_CRW_PAPER, strides=[1, 4, 8, 15, 0], ttt_steps=100),
         "data_worlds": dict(n_clips=2, preset="paper"),
         "savos_theorem1": dict(seeds=10, height=96, width=96, n_frames=24, n_objects=3, steps=2000,
                                chain_lengths=[8, 16, 32, 64, 128, 256], chain_size=64, chain_repeats=5),

@@ -88,10 +88,18 @@ def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int =
                 sy, sx = grid_y[wy0:wy1, wx0:wx1].reshape(-1), grid_x[wy0:wy1, wx0:wx1].reshape(-1)
                 near = (qy[:, None] - sy[None]) ** 2 + (qx[:, None] - sx[None]) ** 2 < radius ** 2  # (nq, nw)
                 dense0 = (q @ frame0) / temperature  # frame 0: every node
-                window = {s: (q @ feats[s, :, wy0:wy1, wx0:wx1].reshape(channels, -1)) / temperature for s in unique}
-                window_labels = {s: labels[s, :, wy0:wy1, wx0:wx1].reshape(n_labels, -1).T for s in unique}
-                scores = [dense0] + [window[s].masked_fill(~near, float("-inf")) for s in ctx]
-                sources = [labels0] + [window_labels[s] for s in ctx]
+                # every distinct context frame's window in one product and one mask; repeats are gathered after
+                window = feats[unique, :, wy0:wy1, wx0:wx1].transpose(0, 1).reshape(channels, -1)  # (C, U * nw)
+                window_scores = ((q @ window) / temperature).view(len(q), len(unique), -1)
+                window_scores = window_scores.masked_fill(~near[:, None, :], float("-inf"))
+                window_labels = labels[unique, :, wy0:wy1, wx0:wx1].permute(0, 2, 3, 1).reshape(len(unique), -1, n_labels)
+                position = torch.tensor([unique.index(s) for s in ctx])
+                ctx_scores, ctx_labels = window_scores[:, position], window_labels[position]  # (nq, m, nw), (m, nw, L)
+                if per_frame_topk:
+                    scores, sources = [dense0, *ctx_scores.unbind(1)], [labels0, *ctx_labels.unbind(0)]
+                else:
+                    scores = [torch.cat([dense0, ctx_scores.flatten(1)], dim=1)]
+                    sources = [torch.cat([labels0, ctx_labels.flatten(0, 1)], dim=0)]
                 out[:, y0:y1, x0:x1] = _aggregate(scores, sources, topk, per_frame_topk).T.reshape(n_labels, y1 - y0, x1 - x0)
         labels[t] = out
     return labels
@@ -140,3 +148,30 @@ def propagate_masks(feats: torch.Tensor, first_mask: np.ndarray, n_labels: int |
     out = big.argmax(dim=1).numpy()
     out[0] = first_mask
     return out
+
+
+def evaluate_clips(features, clips, names: list[str] | None = None, **kwargs):
+    """Propagate the DAVIS annotation of frame 0 through each clip and score it with the DAVIS metrics.
+
+    Args:
+        features: ``features(frames)`` with frames (T, H, W, 3) uint8 -> (T, C, h, w) L2-normalised
+            features, or a list of such feature tensors, one per clip (computed once for a sweep).
+        clips: :class:`amodalkit.data.Clip` objects; objects visible in frame 0 are the targets (DAVIS).
+        kwargs: :func:`propagate` options (context, topk, radius, temperature, per_frame_topk).
+
+    Returns:
+        (:class:`amodalkit.metrics.DavisResult`, {name: (T, H, W) predicted ids}).
+    """
+    from .data.davis import davis_ids
+    from .metrics import evaluate_davis
+
+    clips = list(clips)
+    names = names or [f"seq{i:04d}" for i in range(len(clips))]
+    truth, predictions = {}, {}
+    if not callable(features) and len(features) != len(clips):
+        raise ValueError(f"evaluate_clips: got {len(features)} feature tensors for {len(clips)} clips")
+    for i, (name, clip) in enumerate(zip(names, clips)):
+        truth[name] = davis_ids(clip)
+        feats = features(clip.frames) if callable(features) else features[i]
+        predictions[name] = propagate_masks(feats, truth[name][0], n_labels=int(truth[name].max()) + 1, **kwargs)
+    return evaluate_davis(predictions, truth), predictions

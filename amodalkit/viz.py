@@ -15,6 +15,7 @@ LAYER_COLOURS = {
     "visible": (40, 200, 255),
     "amodal": (255, 220, 0),
     "predicted": (255, 60, 60),
+    "ground truth": (40, 200, 255),
 }
 
 

@@ -58,3 +58,122 @@ def test_walk_loss_zero_when_nodes_are_tracked_and_log_n_when_uniform():
     assert trainable.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="need at least 3 frames"):
         walk_loss(nodes[:, :2])
+
+
+# ------------------------------------------------------------------ nodes, clips, training pieces
+
+def test_crops_reproduce_slices_and_flip():
+    from amodalkit.crw import crops
+
+    images = torch.randn(2, 3, 20, 24)
+    boxes = torch.tensor([[[5.0 + 3, 4.0 + 3, 6, 6], [12.0 + 4, 10.0 + 4, 8, 8]]]).repeat(2, 1, 1)  # centres of integer boxes
+    out = crops(images, boxes, (6, 6))
+    assert torch.allclose(out[:, 0], images[:, :, 4:10, 5:11], atol=1e-5)
+    big = crops(images, boxes[:, 1:], (8, 8))
+    assert torch.allclose(big[:, 0], images[:, :, 10:18, 12:20], atol=1e-5)
+    flipped = crops(images, boxes[:, :1] * torch.tensor([1.0, 1, -1, 1]), (6, 6))
+    assert torch.allclose(flipped[:, 0], images[:, :, 4:10, 5:11].flip(-1), atol=1e-5)
+
+
+def test_patch_boxes_tile_the_crop_and_jitter_stays_inside_each_patch():
+    from amodalkit.crw import patch_boxes
+
+    plain = patch_boxes(64, 64, 7, 16, 1, jitter=None)[0]
+    assert plain.shape == (49, 4)
+    assert torch.allclose(plain[0], torch.tensor([8.0, 8, 16, 16])) and torch.allclose(plain[-1], torch.tensor([56.0, 56, 16, 16]))
+    assert torch.allclose(plain[1, 0] - plain[0, 0], torch.tensor(8.0))  # stride (64 - 16) / 6
+    g = torch.Generator().manual_seed(0)
+    jittered = patch_boxes(64, 64, 7, 16, 50, g)
+    area = jittered[..., 2] * jittered[..., 3] / 256
+    assert area.min() >= 0.7 - 1e-4 and area.max() <= 0.9 + 1e-4 + 0.05  # clamping a side can only shrink the area
+    left, right = jittered[..., 0] - jittered[..., 2] / 2, jittered[..., 0] + jittered[..., 2] / 2
+    assert (left >= plain[:, 0] - 8 - 1e-4).all() and (right <= plain[:, 0] + 8 + 1e-4).all()
+
+
+def test_sample_clips_strides_and_repeated_frames():
+    from amodalkit.crw import clip_starts, sample_clips
+
+    videos = torch.arange(10, dtype=torch.uint8)[None, :, None, None, None].expand(3, 10, 8, 8, 3).contiguous()
+    g = torch.Generator().manual_seed(0)
+    clips = sample_clips(videos, 6, 4, 3, 8, g, scale=(1.0, 1.0))  # whole frame: values are frame indices
+    steps = (clips[:, 1:, 0, 4, 4] - clips[:, :-1, 0, 4, 4]) * 255 * 0.225
+    assert torch.allclose(steps, torch.full_like(steps, 3.0), atol=1e-4)
+    same = sample_clips(videos, 6, 4, 0, 8, g)
+    assert torch.equal(same[:, 0], same[:, 3])
+    assert clip_starts(10, 4, 3) == 1
+    with pytest.raises(ValueError, match="spans 13 frames"):
+        clip_starts(10, 4, 4)
+
+
+def test_map_and_patch_nodes_are_unit_vectors_and_recipe_checks():
+    from amodalkit.crw import CRW, Recipe, clip_nodes
+
+    model = CRW(width=8, dim=16)
+    clips = torch.randn(2, 3, 3, 32, 32)
+    patches = clip_nodes(model, clips, "patches", 3, 16, torch.Generator().manual_seed(0))
+    assert patches.shape == (2, 3, 9, 16) and torch.allclose(patches.norm(dim=-1), torch.ones(2, 3, 9))
+    maps = clip_nodes(model, clips, "map", 3, 16, None)
+    assert maps.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="nodes"):
+        Recipe(nodes="pixels")
+    with pytest.raises(ValueError, match="patch"):
+        Recipe(crop=32, patch=64)
+
+
+def test_pixel_features_are_normalised_blocks():
+    from amodalkit.crw import pixel_features
+
+    frames = torch.randn(2, 3, 16, 24)
+    feats = pixel_features(frames)
+    assert feats.shape == (2, 192, 2, 3) and torch.allclose(feats.norm(dim=1), torch.ones(2, 2, 3))
+    block = frames[0, :, 8:16, 8:16] - frames[0].mean(dim=(1, 2), keepdim=True)
+    assert torch.allclose(feats[0, :, 1, 1], torch.nn.functional.normalize(block.reshape(-1), dim=0), atol=1e-6)
+
+
+def test_walk_training_lowers_the_walk_loss_on_a_static_video():
+    from amodalkit.crw import CRW, Recipe, validation_loss, walk_loss_on
+    from amodalkit.train import train
+
+    torch.manual_seed(0)
+    videos = torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)
+    recipe = Recipe(crop=32, patch=16, grid=3, batch=2, width=4, dim=8, steps=30, lr=1e-2, edge_dropout=0.0, clip_len=3)
+    model = CRW(recipe.width, recipe.dim)
+    # batch statistics (train-mode BN): 30 steps are too few for the running averages to settle
+    before = validation_loss(model.train(), videos, recipe)
+    train(model, lambda m, s, g: walk_loss_on(m, videos, recipe, g), steps=recipe.steps, lr=recipe.lr, seed=0)
+    assert validation_loss(model.train(), videos, recipe) < before - 0.3
+
+
+def test_test_time_training_tunes_a_copy():
+    from amodalkit.crw import CRW, Recipe, test_time_train
+
+    torch.manual_seed(0)
+    model = CRW(width=4, dim=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frames = torch.randint(0, 256, (6, 32, 32, 3), dtype=torch.uint8).numpy()
+    recipe = Recipe(crop=32, patch=16, grid=3, batch=2, width=4, dim=8, stride=4, clip_len=3)
+    tuned = test_time_train(model, frames, recipe, steps=2, lr=1e-2, seed=0)  # stride clipped to fit 6 frames
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(tuned.encoder.stem[0].weight, model.encoder.stem[0].weight)
+
+
+def test_paper_recipe_runs_one_step():
+    """The paper profile's recipe (Table E: 256 crops, 7x7 patches of 64, ResNet-18 width 64, 128-d) for one
+    Adam step; the batch is cut from 20 to 1 clip so the CPU test stays short."""
+    import dataclasses
+
+    from amodalkit.crw import CRW, Recipe, walk_loss_on
+    from amodalkit.profiles import resolve
+    from amodalkit.train import train
+
+    p = resolve("crw_ablations", "paper")
+    recipe = Recipe(crop=p["crop"], patch=p["patch"], grid=p["grid"], batch=p["batch"], width=p["net_width"], dim=p["dim"],
+                    steps=p["steps"], lr=p["lr"], stride=p["stride"])
+    assert (recipe.crop, recipe.patch, recipe.grid, recipe.batch, recipe.width, recipe.dim, recipe.lr) == (256, 64, 7, 20, 64, 128, 1e-4)
+    one = dataclasses.replace(recipe, batch=1)
+    videos = torch.randint(0, 256, (1, 13, 256, 256, 3), dtype=torch.uint8)
+    model = CRW(one.width, one.dim)
+    result = train(model, lambda m, s, g: walk_loss_on(m, videos, one, g), steps=1, lr=one.lr, seed=0,
+                   run_device=torch.device("cpu"))
+    assert len(result.history["loss"]) == 1 and math.isfinite(result.history["loss"][0])
+    assert result.history["loss"][0] < math.log(49) + 0.5  # a cross-entropy over 49 nodes starts near log 49

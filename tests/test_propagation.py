@@ -68,3 +68,29 @@ def test_bad_inputs_are_named():
         propagate(feats, first, topk=0)
     with pytest.raises(ValueError, match="exceeds the 25 nodes"):
         propagate(feats, first, topk=30)
+
+
+def test_evaluate_clips_on_a_still_video_with_top1_copies_frame_0():
+    """Identical frames, unique features, top-1: every frame's labels are frame 0's labels (after the
+    bilinear down/up sampling), so the prediction equals that resampled frame-0 mask in every frame."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from amodalkit.data import load_world
+    from amodalkit.data.davis import davis_ids
+    from amodalkit.propagation import evaluate_clips
+
+    clip = load_world("vos", "test", seed=0, n_clips=1, cache=False, height=48, width=64, n_frames=8)[0]
+    still = dataclasses.replace(clip, frames=np.repeat(clip.frames[:1], 8, 0), visible=np.repeat(clip.visible[:1], 8, 0))
+    feats = F.normalize(torch.randn(1, 16, 6, 8), dim=1).repeat(8, 1, 1, 1)
+    result, predictions = evaluate_clips([feats], [still], topk=1, radius=2, context=3)
+    pred = predictions["seq0000"]
+    assert all(np.array_equal(pred[t], pred[1]) for t in range(2, 8))
+    ids = davis_ids(still)[0]
+    one_hot = F.one_hot(torch.from_numpy(ids.astype(np.int64))).permute(2, 0, 1).float()[None]
+    small = F.interpolate(one_hot, size=(6, 8), mode="bilinear", align_corners=False)
+    expected = F.interpolate(small, size=(48, 64), mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+    assert np.array_equal(pred[1], expected)
+    with pytest.raises(ValueError, match="feature tensors"):
+        evaluate_clips([feats, feats], [still])

@@ -47,6 +47,16 @@ class DavisSequence:
     object_ids: list[int]
 
 
+def davis_ids(clip: Clip) -> np.ndarray:
+    """The DAVIS annotation of a clip: (T, H, W) uint8 ids 1..n of the objects visible in frame 0
+    (in object order), 0 elsewhere; objects absent from frame 0 are background, as in DAVIS."""
+    present = [k for k in range(clip.n_objects) if clip.visible[0, k].any()]
+    ids = np.zeros(clip.visible.shape[:1] + clip.visible.shape[2:], dtype=np.uint8)
+    for new_id, k in enumerate(present, start=1):
+        ids[clip.visible[:, k]] = new_id
+    return ids
+
+
 def write_davis(root: Path | str, clips: list[Clip], subset: str = "val", names: list[str] | None = None,
                 resolution: str = "480p", quality: int = 95) -> list[str]:
     """Write clips in the DAVIS-2017 layout; returns the sequence names (added to ImageSets/2017/<subset>.txt).
@@ -61,10 +71,7 @@ def write_davis(root: Path | str, clips: list[Clip], subset: str = "val", names:
         raise ValueError(f"write_davis: need one distinct name per clip, got {len(names)} names for {len(clips)} clips")
     palette = davis_palette()
     for name, clip in zip(names, clips):
-        present = [k for k in range(clip.n_objects) if clip.visible[0, k].any()]
-        ids = np.zeros(clip.visible.shape[:1] + clip.visible.shape[2:], dtype=np.uint8)
-        for new_id, k in enumerate(present, start=1):
-            ids[clip.visible[:, k]] = new_id
+        ids = davis_ids(clip)
         image_dir = root / "JPEGImages" / resolution / name
         label_dir = root / "Annotations" / resolution / name
         image_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,215 @@
+"""One training loop for every method: device, seeds, Adam, validation-based selection, atomic
+checkpoints, resume, progress, an early stop on NaN, and a cache of trained models.
+
+The loop owns no data: the method's ``loss_fn(model, step, generator)`` draws its own batch from
+``generator``, which is seeded from ``(seed, step)`` alone. A run resumed from a checkpoint therefore
+draws the same batches and the same augmentation as an uninterrupted one and ends with the same
+weights (tested). Model selection uses ``validate(model)``, a self-supervised validation loss, never
+ground truth; the weights at the lowest validation loss are the ones returned.
+
+Example:
+    >>> model = torch.nn.Linear(2, 1)
+    >>> result = train(model, lambda m, step, g: m(torch.randn(8, 2, generator=g)).pow(2).mean(),
+    ...                steps=5, lr=1e-2, seed=0)
+    >>> len(result.history["loss"])
+    5
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import progress
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a loss that is NaN or infinite)."""
+
+
+def device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The CPU generator of one training step: a function of (seed, step) only."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63 - 1))
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("AMODALKIT_CACHE", Path.home() / ".cache" / "amodalkit")) / "models"
+
+
+def atomic_save(obj: Any, path: Path | str) -> None:
+    """torch.save through a temporary file and a rename: an interrupt never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+@dataclass
+class TrainResult:
+    """A trained model (the selected weights loaded) and its history.
+
+    history: {"step", "loss"} per step and {"val_step", "val_loss"} per validation.
+    """
+
+    model: nn.Module
+    history: dict[str, list] = field(default_factory=dict)
+    best_step: int = 0
+    from_cache: bool = False
+
+    @property
+    def best_val_loss(self) -> float | None:
+        losses = self.history.get("val_loss") or []
+        return min(losses) if losses else None
+
+
+def _partial_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name + ".partial")
+
+
+def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator], torch.Tensor], *, steps: int, lr: float,
+          seed: int, validate: Callable[[nn.Module], float] | None = None, validate_every: int | None = None,
+          checkpoint: Path | str | None = None, checkpoint_every: int = 100, desc: str = "training",
+          weight_decay: float = 0.0, run_device: torch.device | None = None,
+          trainable: Callable[[nn.Module], list] | None = None) -> TrainResult:
+    """Train ``model`` with Adam for ``steps`` steps and return the selected weights.
+
+    Args:
+        loss_fn: ``loss_fn(model, step, generator) -> scalar``; draws its batch from ``generator``.
+        validate: self-supervised validation loss (no ground truth); the weights with the lowest
+            value are selected. None: the final weights are returned.
+        validate_every: steps between validations (default: steps // 10, and always at the end).
+        checkpoint: final checkpoint path; progress is kept in ``<checkpoint>.partial`` and a later
+            call with the same path resumes from it.
+        trainable: the parameters to optimise (default: all); a frozen part stays bit-identical.
+
+    Raises:
+        TrainingError: the loss became NaN or infinite (names the step and the last finite loss).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{desc}: steps must be a positive integer, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"{desc}: lr must be > 0, got {lr!r}")
+    run_device = run_device or device()
+    model.to(run_device)
+    params = trainable(model) if trainable else [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    validate_every = validate_every or max(steps // 10, 1)
+    history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_loss": []}
+    best = (math.inf, 0, None)  # (val loss, step, state)
+    start = 0
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    partial = _partial_path(checkpoint) if checkpoint is not None else None
+    if partial is not None and partial.is_file():
+        saved = torch.load(partial, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        history, start = saved["history"], saved["step"]
+        best = (saved["best_val"], saved["best_step"], saved["best_model"])
+
+    def save_partial(done: int) -> None:
+        if partial is not None:
+            atomic_save(dict(model=_cpu_state(model), optimizer=optimizer.state_dict(), history=history, step=done,
+                             best_val=best[0], best_step=best[1], best_model=best[2]), partial)
+
+    def run_validation(done: int) -> None:
+        nonlocal best
+        model.eval()
+        with torch.no_grad():
+            value = float(validate(model))
+        model.train()
+        history["val_step"].append(done)
+        history["val_loss"].append(value)
+        if value < best[0]:
+            best = (value, done, _cpu_state(model))
+
+    model.train()
+    done = start
+    bar = progress(range(start, steps), desc=desc, total=steps - start)
+    try:
+        for step in bar:
+            torch.manual_seed((int(seed) * 7_919 + step) % (2**63 - 1))  # anything drawing from the global RNG
+            loss = loss_fn(model, step, step_generator(seed, step))
+            if not torch.isfinite(loss):
+                last = history["loss"][-1] if history["loss"] else None
+                raise TrainingError(f"{desc}: the loss is {float(loss)} at step {step} (last finite loss: {last}); "
+                                    f"stopping. Lower the learning rate (lr = {lr}) or check the inputs.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done = step + 1
+            history["step"].append(step)
+            history["loss"].append(float(loss.detach()))
+            if validate is not None and (done % validate_every == 0 or done == steps):
+                run_validation(done)
+            if partial is not None and done % checkpoint_every == 0 and done < steps:
+                save_partial(done)
+            if hasattr(bar, "set_postfix") and step % 10 == 0:
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+    except KeyboardInterrupt:
+        save_partial(done)  # every completed step is kept; the next call resumes here
+        raise
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+        best_step = best[1]
+    else:
+        best_step = done
+    result = TrainResult(model=model, history=history, best_step=best_step)
+    if checkpoint is not None:
+        atomic_save(dict(model=_cpu_state(model), history=history, best_step=best_step), checkpoint)
+        if partial.is_file():
+            partial.unlink()
+    return result
+
+
+def config_key(config: dict[str, Any], code: tuple[str, ...] = ()) -> str:
+    """A hash of a training configuration and of the source files it depends on (paths in the package)."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    package = Path(__file__).parent
+    for name in sorted(set(code) | {"train.py"}):
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.Module],
+                 loss_fn: Callable[[nn.Module, int, torch.Generator], torch.Tensor], *, code: tuple[str, ...] = (),
+                 **train_kwargs) -> TrainResult:
+    """:func:`train`, cached by configuration: the same ``config`` (and code) loads the stored weights.
+
+    ``config`` must hold everything that determines the result (data, sizes, steps, lr, seed, ...);
+    ``code`` names the package files the training depends on (``train.py`` always counts).
+    Models live in ``$AMODALKIT_CACHE/models`` (default ``~/.cache/amodalkit/models``).
+    """
+    path = models_dir() / f"{name}-{config_key(config, code)}.pt"
+    model = make_model()
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        model.to(train_kwargs.get("run_device") or device())
+        return TrainResult(model=model, history=saved["history"], best_step=saved["best_step"], from_cache=True)
+    train_kwargs.setdefault("seed", config.get("seed", 0))
+    return train(model, loss_fn, checkpoint=path, desc=train_kwargs.pop("desc", name), **train_kwargs)
+

@@ -1,0 +1,100 @@
+"""The shared training loop: resume gives the same weights, NaN stops, selection, cache, freeze."""
+import pytest
+import torch
+
+from amodalkit.train import TrainingError, config_key, train, train_cached
+
+
+def _model():
+    torch.manual_seed(3)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+
+
+def _loss(model, step, generator):
+    x = torch.randn(16, 4, generator=generator)
+    target = x.sum(dim=1, keepdim=True) * torch.rand(1, generator=generator)
+    return (torch.nn.functional.dropout(model(x), 0.1) - target).pow(2).mean()  # dropout draws from the global RNG
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_resume_after_interrupt_gives_identical_weights(tmp_path, interrupt):
+    reference = train(_model(), _loss, steps=12, lr=1e-2, seed=5, run_device=torch.device("cpu"))
+    calls = {"n": 0}
+
+    def failing(model, step, generator):
+        if step == 7 and calls["n"] == 0:
+            calls["n"] += 1
+            raise interrupt("stop")
+        return _loss(model, step, generator)
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(interrupt):
+        train(_model(), failing, steps=12, lr=1e-2, seed=5, checkpoint=path, checkpoint_every=4,
+              run_device=torch.device("cpu"))
+    partial = path.with_name(path.name + ".partial")
+    saved = torch.load(partial, weights_only=True)
+    # an interrupt keeps every completed step; another error falls back to the last periodic checkpoint
+    assert saved["step"] == (7 if interrupt is KeyboardInterrupt else 4)
+    resumed = train(_model(), failing, steps=12, lr=1e-2, seed=5, checkpoint=path, checkpoint_every=4,
+                    run_device=torch.device("cpu"))
+    assert _same(resumed.model, reference.model)
+    assert resumed.history["loss"] == reference.history["loss"]
+    assert path.is_file() and not partial.exists()
+
+
+def test_nan_loss_stops_with_a_clear_message():
+    def nan_at_3(model, step, generator):
+        loss = _loss(model, step, generator)
+        return loss * float("nan") if step == 3 else loss
+
+    with pytest.raises(TrainingError, match="NaN|nan") as err:
+        train(_model(), nan_at_3, steps=10, lr=1e-2, seed=0)
+    assert "step 3" in str(err.value) and "lr" in str(err.value)
+
+
+def test_selection_returns_the_weights_with_the_lowest_validation_loss():
+    values = iter([5.0, 2.0, 3.0, 4.0])
+    snapshots = []
+
+    def validate(model):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(values)
+
+    result = train(_model(), _loss, steps=8, lr=1e-2, seed=0, validate=validate, validate_every=2)
+    assert result.best_step == 4 and result.history["val_step"] == [2, 4, 6, 8]
+    assert all(torch.equal(result.model.state_dict()[k], snapshots[1][k]) for k in snapshots[1])
+
+
+def test_cache_by_configuration(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    calls = {"n": 0}
+
+    def counting(model, step, generator):
+        calls["n"] += 1
+        return _loss(model, step, generator)
+
+    first = train_cached("toy", {"seed": 1, "lr": 1e-2}, _model, counting, steps=3, lr=1e-2)
+    again = train_cached("toy", {"seed": 1, "lr": 1e-2}, _model, counting, steps=3, lr=1e-2)
+    assert calls["n"] == 3 and again.from_cache and not first.from_cache
+    assert _same(first.model.cpu(), again.model.cpu())
+    assert config_key({"seed": 1}) != config_key({"seed": 2})
+    train_cached("toy", {"seed": 2, "lr": 1e-2}, _model, counting, steps=3, lr=1e-2)
+    assert calls["n"] == 6
+
+
+def test_trainable_subset_leaves_the_rest_bit_identical():
+    model = _model()
+    frozen = {k: v.clone() for k, v in model[0].state_dict().items()}
+    train(model, _loss, steps=5, lr=1e-1, seed=0, trainable=lambda m: list(m[3].parameters()))
+    assert all(torch.equal(model[0].state_dict()[k].cpu(), frozen[k]) for k in frozen)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="steps"):
+        train(_model(), _loss, steps=0, lr=1e-2, seed=0)
+    with pytest.raises(ValueError, match="lr"):
+        train(_model(), _loss, steps=2, lr=0.0, seed=0)
