@@ -1,0 +1,110 @@
+"""Amodal-VAE pieces against hand-computed cases (the supplement is the only specification)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from amodalkit import amodal_vae as av
+
+
+def test_kl_weight_schedule_values():
+    assert av.kl_weight(0) == pytest.approx(0.01) and av.kl_weight(2000) == pytest.approx(0.01)
+    assert av.kl_weight(3000) == pytest.approx(0.5 - 0.49 * 0.9995**1000)  # 0.5 - 0.49 * 0.6064 = 0.2029
+    assert av.kl_weight(3000) == pytest.approx(0.20286, abs=1e-4)
+    assert av.kl_weight(10**6) == pytest.approx(0.5)
+    assert av.kl_weight(50, begin=10, alpha=0.5, start=0.0, final=1.0) == pytest.approx(1 - 0.5**40)
+
+
+def test_kl_divergence_closed_form():
+    mu = torch.tensor([[0.0, 0.0], [1.0, -2.0]])
+    logvar = torch.tensor([[0.0, 0.0], [math.log(4.0), 0.0]])
+    # KL(N(1, var 4) || N(0, 1)) = 0.5 (4 + 1 - 1 - ln 4); KL(N(-2, 1) || N(0, 1)) = 0.5 * 4 = 2
+    expected = torch.tensor([0.0, 0.5 * (4 - math.log(4)) + 2.0])
+    assert torch.allclose(av.kl_divergence(mu, logvar), expected)
+    # the same number by Monte Carlo
+    z = mu[1] + torch.randn(200_000, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([2.0, 1.0])
+    log_q = torch.distributions.Normal(mu[1], torch.tensor([2.0, 1.0])).log_prob(z).sum(1)
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    assert (log_q - log_p).mean().item() == pytest.approx(expected[1].item(), rel=0.02)
+
+
+def test_boxes_crop_and_paste_round_trip():
+    mask = torch.zeros(1, 40, 50)
+    mask[0, 5:33, 10:38] = 1  # a 28 x 28 box: crop and paste are exact slices
+    mask[0, 12:20, 15:18] = 0
+    box = av.mask_boxes(mask)
+    assert box.tolist() == [[10.0, 5.0, 38.0, 33.0]]
+    crop = av.crop_to_box(mask, box)
+    assert torch.allclose(crop[0, 0], mask[0, 5:33, 10:38], atol=1e-6)
+    back = av.paste_from_box(crop, box, 40, 50)
+    assert torch.allclose(back[0, 0], mask[0], atol=1e-6)
+    # a smaller box: up- then down-sampling keeps the mask after thresholding
+    small = torch.zeros(1, 30, 30)
+    small[0, 8:22, 6:20] = 1
+    b = av.mask_boxes(small)
+    again = av.paste_from_box(av.crop_to_box(small, b), b, 30, 30)
+    assert torch.equal(again[0, 0] > 0.5, small[0] > 0.5)
+
+
+def test_relative_box_inverts_and_identity_is_zero():
+    ref = torch.tensor([[2.0, 3.0, 12.0, 8.0]])
+    outer = torch.tensor([[0.0, 1.0, 16.0, 8.0]])
+    rel = av.relative_box(outer, ref)
+    assert torch.allclose(av.absolute_box(rel, ref), outer)
+    assert torch.allclose(av.relative_box(ref, ref), torch.zeros(1, 4))
+    assert rel[0, 2].item() == pytest.approx(math.log(16 / 10))
+
+
+def test_shapes_and_initial_transformer_is_identity():
+    model = av.AmodalVAE(width=8, hidden=32)
+    x = torch.rand(3, 1, 28, 28)
+    mu, logvar = model.partial_encoder(x)
+    assert mu.shape == (3, 64) and model.decoder(mu).shape == (3, 1, 28, 28)
+    assert torch.equal(model.box(x), torch.zeros(3, 4))
+
+
+def test_synthetic_occlusion_removes_only_occluder_pixels():
+    g = torch.Generator().manual_seed(0)
+    full = torch.zeros(4, 32, 32)
+    full[:, 8:24, 8:24] = 1
+    pool = torch.zeros(2, 32, 32)
+    pool[:, 0:6, 0:6] = 1
+    partial, occ = av.synthetic_occlusion(full, pool, g)
+    assert torch.equal(partial, full * (1 - occ)) and (partial <= full).all()
+    assert (occ.sum((1, 2)) == 36).all()  # the whole 6x6 occluder lands inside the 32x32 frame here
+    assert ((full - partial).sum((1, 2)) > 0).all()
+
+
+def test_stage2_leaves_the_decoder_bit_identical():
+    from amodalkit.train import train
+
+    torch.manual_seed(0)
+    model = av.AmodalVAE(width=4, hidden=16)
+    full = torch.zeros(16, 32, 32)
+    for i in range(16):
+        full[i, 4 + i % 5:20 + i % 7, 6:22 + i % 4] = 1
+    decoder = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    encoder = {k: v.clone() for k, v in model.partial_encoder.state_dict().items()}
+    train(model, lambda m, s, g: av.stage2_loss(m, full[:8], full[8:], 0.5, g), steps=3, lr=1e-2, seed=0,
+          trainable=lambda m: [*m.partial_encoder.parameters(), *m.box.parameters()])
+    assert all(torch.equal(decoder[k], v) for k, v in model.decoder.state_dict().items())  # BN statistics too
+    assert not all(torch.equal(encoder[k], v) for k, v in model.partial_encoder.state_dict().items())
+
+
+def test_completion_iou_and_threshold_tuning_by_hand():
+    visible = torch.zeros(1, 4, 4, dtype=torch.bool)
+    visible[0, :, :2] = True
+    amodal = torch.zeros(1, 4, 4, dtype=torch.bool)
+    amodal[0, :, :3] = True
+    probs = torch.zeros(1, 4, 4)
+    probs[0, :, 2] = 0.3  # the hidden column, at probability 0.3
+    probs[0, :, 3] = 0.1  # a wrong column, at 0.1
+    full, invisible = av.completion_iou(av.binarise(probs, visible, 0.2), visible, amodal)
+    assert full.item() == 1.0 and invisible.item() == 1.0
+    full, invisible = av.completion_iou(av.binarise(probs, visible, 0.05), visible, amodal)
+    assert full.item() == pytest.approx(12 / 16) and invisible.item() == pytest.approx(4 / 8)
+    best, scores = av.tune_threshold(probs, visible, amodal, candidates=(0.05, 0.2, 0.5))
+    assert best == 0.2 and scores == pytest.approx([0.75, 1.0, 8 / 12])
+    _, no_hidden = av.completion_iou(visible, visible, visible)
+    assert math.isnan(no_hidden.item())
