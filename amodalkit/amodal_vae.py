@@ -17,12 +17,16 @@ Box convention: (x0, y0, x1, y1) in pixels of a continuous frame whose pixel i c
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .ops import crop_to_box, mask_boxes, paste_from_box, synthetic_occlusion
 
 MASK_SIZE = 28
 LATENT_DIM = 64
@@ -164,33 +168,6 @@ def absolute_box(relative: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
 
-def crop_to_box(masks: torch.Tensor, boxes: torch.Tensor, size: int = MASK_SIZE) -> torch.Tensor:
-    """Bilinear crops of each box, resized to size x size: (N, H, W) float, (N, 4) -> (N, 1, size, size).
-
-    Outside the frame counts as 0. A box with integer corners and the crop's own size is an exact slice.
-    """
-    n, height, width = masks.shape
-    steps = (2 * torch.arange(size, dtype=masks.dtype, device=masks.device) + 1) / size - 1  # output pixel centres
-    b = boxes.to(masks.dtype)
-    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    gx = (2 * cx[:, None] + w[:, None] * steps[None]) / width - 1  # (N, size)
-    gy = (2 * cy[:, None] + h[:, None] * steps[None]) / height - 1
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    return F.grid_sample(masks[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def paste_from_box(crops: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Place (N, 1, s, s) crops into (N, 1, height, width) frames at ``boxes`` (bilinear, 0 outside the box);
-    differentiable in both the crops and the boxes (the spatial transformer's sampler)."""
-    b = boxes.to(crops.dtype)
-    xs = torch.arange(width, dtype=crops.dtype, device=crops.device) + 0.5
-    ys = torch.arange(height, dtype=crops.dtype, device=crops.device) + 0.5
-    # frame pixel centre -> normalised coordinate inside the box ([-1, 1] spans the box)
-    gx = (2 * (xs[None] - b[:, 0:1]) / (b[:, 2:3] - b[:, 0:1]) - 1)  # (N, W)
-    gy = (2 * (ys[None] - b[:, 1:2]) / (b[:, 3:4] - b[:, 1:2]) - 1)  # (N, H)
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    return F.grid_sample(crops, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 # ------------------------------------------------------------------------------------------ the data
@@ -258,55 +235,7 @@ def load_instances(world: str, split: str, *, seed: int, n_clips: int, every: in
                      stack.get("visible_pred"))
 
 
-def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """Tight boxes (N, 4) of (N, H, W) masks (> 0.5); an empty mask gets the whole frame."""
-    on = masks > 0.5
-    n, height, width = masks.shape
-    rows, cols = on.any(dim=2), on.any(dim=1)
-    ys = torch.arange(height, device=masks.device)
-    xs = torch.arange(width, device=masks.device)
-    big = torch.tensor(10**9, device=masks.device)
-    y0 = torch.where(rows, ys, big).min(dim=1).values
-    y1 = torch.where(rows, ys, -1).max(dim=1).values + 1
-    x0 = torch.where(cols, xs, big).min(dim=1).values
-    x1 = torch.where(cols, xs, -1).max(dim=1).values + 1
-    boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
-    empty = ~on.flatten(1).any(dim=1)
-    boxes[empty] = torch.tensor([0.0, 0.0, width, height], device=masks.device)
-    return boxes
-
-
 # ------------------------------------------------------------------------------------- the stages
-
-
-def synthetic_occlusion(full: torch.Tensor, pool: torch.Tensor, generator: torch.Generator,
-                        min_visible: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lay another instance's mask over each full mask (stage 2's training pairs).
-
-    Args:
-        full: (B, H, W) float full masks; pool: (M, H, W) float masks to draw occluders from.
-        min_visible: an occlusion that leaves less than this fraction visible is not applied.
-
-    Returns:
-        partial (B, H, W) = full minus the occluder, and the occluder (B, H, W) placed with its
-        centre at a uniform point of the full mask's box.
-    """
-    b, height, width = full.shape
-    pick = torch.randint(len(pool), (b,), generator=generator)
-    occluder = pool[pick.to(pool.device)]
-    fb, ob = mask_boxes(full), mask_boxes(occluder)
-    u = torch.rand(b, 2, generator=generator).to(full.device)
-    target = fb[:, :2] + u * (fb[:, 2:] - fb[:, :2])
-    shift = target - (ob[:, :2] + ob[:, 2:]) / 2  # (B, 2) pixels, x then y
-    theta = torch.zeros(b, 2, 3, device=full.device)
-    theta[:, 0, 0], theta[:, 1, 1] = 1, 1
-    theta[:, 0, 2], theta[:, 1, 2] = -2 * shift[:, 0] / width, -2 * shift[:, 1] / height
-    grid = F.affine_grid(theta, (b, 1, height, width), align_corners=False)
-    occluder = F.grid_sample(occluder[:, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0]
-    partial = full * (1 - occluder)
-    kept = partial.sum((1, 2)) / full.sum((1, 2)).clamp(min=1)
-    apply = (kept >= min_visible)[:, None, None].to(full.dtype)
-    return apply * partial + (1 - apply) * full, apply * occluder
 
 
 def reconstruction(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -411,3 +340,105 @@ def tune_threshold(probs: torch.Tensor, visible: torch.Tensor, amodal: torch.Ten
     scores = [float(completion_iou(binarise(probs, visible, t), visible, amodal)[0].mean()) for t in candidates]
     best = int(np.argmax(scores))
     return float(candidates[best]), scores
+
+
+# ---------------------------------------------------------------------------------- the three stages
+
+
+@dataclass(frozen=True)
+class VAERecipe:
+    """Sizes and schedule of the three stages. The paper: Adam 1e-3 (stage 1) and 1e-4 (stages 2, 3),
+    KL weight annealed from 0.01 to 0.5 with alpha 0.9995 from step 2000 (``anneal=False``: a constant
+    ``kl_final``, the ablation); steps are "until convergence on validation" in the paper."""
+
+    width: int = 32
+    hidden: int = 256
+    batch: int = 64
+    steps1: int = 20_000
+    steps2: int = 10_000
+    steps3: int = 5_000
+    lr1: float = 1e-3
+    lr23: float = 1e-4
+    kl_final: float = 0.5
+    kl_start: float = 0.01
+    kl_alpha: float = 0.9995
+    kl_begin: int = 2000
+    anneal: bool = True
+
+    def kl(self, step: int) -> float:
+        if not self.anneal:
+            return self.kl_final
+        return kl_weight(step, self.kl_final, self.kl_start, self.kl_alpha, self.kl_begin)
+
+
+def _masks(instances: Instances, which: str) -> torch.Tensor:
+    return torch.from_numpy(getattr(instances, which)).float()
+
+
+def train_amodal_vae(recipe: VAERecipe, train_set: Instances, val_set: Instances, *, seed: int, data_key: dict):
+    """Train the three stages (each cached by configuration) and return (model, {stage: TrainResult}).
+
+    Stage 1 and 2 use the fully visible instances (their visible mask is the full mask, no amodal
+    annotation needed); stage 3 the occluded ones with their occluders. Each stage keeps the weights
+    with the lowest validation loss of its own objective (never ground truth amodal masks).
+    """
+    import copy
+
+    from .train import device, train_cached
+
+    run_device = device()
+    whole = {"train": train_set.visible_ratio >= 1.0, "val": val_set.visible_ratio >= 1.0}
+    sets = {name: s for name, s in (("train", train_set), ("val", val_set))}
+    full = {k: _masks(sets[k].subset(whole[k]), "visible").to(run_device) for k in sets}
+    occluded = {k: sets[k].subset(~whole[k]) for k in sets}
+    partial = {k: (_masks(occluded[k], "visible").to(run_device), _masks(occluded[k], "occluders").to(run_device))
+               for k in sets}
+    for k in sets:
+        if len(full[k]) < 2 or len(partial[k][0]) < 1:
+            raise ValueError(f"train_amodal_vae: the {k} set needs >= 2 fully visible and >= 1 occluded instances, got "
+                             f"{len(full[k])} and {len(partial[k][0])}; load more clips")
+
+    def batch_of(tensor, generator):
+        return torch.randint(len(tensor), (min(recipe.batch, len(tensor)),), generator=generator)
+
+    def fixed(fn, tensors, n=4):  # validation: the same draws every time
+        return lambda m: float(np.mean([float(fn(m, *[t[i * recipe.batch:(i + 1) * recipe.batch] for t in tensors],
+                                                  torch.Generator().manual_seed(7 + i)))
+                                        for i in range(max(1, min(n, math.ceil(len(tensors[0]) / recipe.batch))))]))
+
+    base = dict(method="amodal_vae", recipe=dataclasses.asdict(recipe), data=data_key, seed=seed)
+    code = ("amodal_vae.py",)
+    results = {}
+
+    def first() -> AmodalVAE:
+        torch.manual_seed(seed)
+        return AmodalVAE(recipe.width, recipe.hidden)
+
+    def loss1(m, step, g):
+        return stage1_loss(m, full["train"][batch_of(full["train"], g)], recipe.kl(step), g)
+
+    results[1] = train_cached("amodal_vae", {**base, "stage": 1}, first, loss1, code=code, steps=recipe.steps1,
+                              lr=recipe.lr1, seed=seed, desc="Amodal-VAE stage 1",
+                              validate=fixed(lambda m, f, g: stage1_loss(m, f, recipe.kl_final, g), [full["val"]]))
+
+    def loss2(m, step, g):
+        return stage2_loss(m, full["train"][batch_of(full["train"], g)], full["train"], recipe.kl_final, g)
+
+    val_pool = full["val"]
+    results[2] = train_cached("amodal_vae", {**base, "stage": 2}, lambda: copy.deepcopy(results[1].model), loss2,
+                              code=code, steps=recipe.steps2, lr=recipe.lr23, seed=seed + 1, desc="Amodal-VAE stage 2",
+                              trainable=lambda m: [*m.partial_encoder.parameters(), *m.box.parameters()],
+                              validate=fixed(lambda m, f, g: stage2_loss(m, f, val_pool, recipe.kl_final, g), [full["val"]]))
+
+    def loss3(m, step, g):
+        visible, occluders = partial["train"]
+        pick = batch_of(visible, g)
+        return stage3_loss(m, visible[pick], occluders[pick], recipe.kl_final, g)
+
+    results[3] = train_cached("amodal_vae", {**base, "stage": 3}, lambda: copy.deepcopy(results[2].model), loss3,
+                              code=code, steps=recipe.steps3, lr=recipe.lr23, seed=seed + 2, desc="Amodal-VAE stage 3",
+                              trainable=lambda m: [*m.partial_encoder.parameters(), *m.decoder.parameters(),
+                                                   *m.box.parameters()],
+                              validate=fixed(lambda m, v, o, g: stage3_loss(m, v, o, recipe.kl_final, g),
+                                             list(partial["val"])))
+    return results[3].model, results

@@ -1,4 +1,5 @@
-"""Small tensor operations shared by several methods: backward warping and soft IoU."""
+"""Small tensor operations shared by several methods: backward warping, soft IoU, mask boxes, crops and
+pasting (the spatial transformer's sampler), and synthetic occlusion."""
 from __future__ import annotations
 
 import torch
@@ -86,3 +87,84 @@ def binary_iou(pred: torch.Tensor, target: torch.Tensor, dims=(-2, -1), eps: flo
     inter = (pred & target).sum(dim=dims).double()
     union = (pred | target).sum(dim=dims).double()
     return (inter + eps) / (union + eps)
+
+
+# ------------------------------------------------------------------ boxes, crops and pasting of masks
+
+
+def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight boxes (N, 4) of (N, H, W) masks (> 0.5); an empty mask gets the whole frame."""
+    on = masks > 0.5
+    n, height, width = masks.shape
+    rows, cols = on.any(dim=2), on.any(dim=1)
+    ys = torch.arange(height, device=masks.device)
+    xs = torch.arange(width, device=masks.device)
+    big = torch.tensor(10**9, device=masks.device)
+    y0 = torch.where(rows, ys, big).min(dim=1).values
+    y1 = torch.where(rows, ys, -1).max(dim=1).values + 1
+    x0 = torch.where(cols, xs, big).min(dim=1).values
+    x1 = torch.where(cols, xs, -1).max(dim=1).values + 1
+    boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
+    empty = ~on.flatten(1).any(dim=1)
+    boxes[empty] = torch.tensor([0.0, 0.0, width, height], device=masks.device)
+    return boxes
+
+
+def crop_to_box(masks: torch.Tensor, boxes: torch.Tensor, size: int = 28) -> torch.Tensor:
+    """Bilinear crops of each box (x0, y0, x1, y1; pixel i covers [i, i + 1)), resized to size x size:
+    (N, H, W) float, (N, 4) -> (N, 1, size, size).
+
+    Outside the frame counts as 0. A box with integer corners and the crop's own size is an exact slice.
+    """
+    n, height, width = masks.shape
+    steps = (2 * torch.arange(size, dtype=masks.dtype, device=masks.device) + 1) / size - 1  # output pixel centres
+    b = boxes.to(masks.dtype)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    gx = (2 * cx[:, None] + w[:, None] * steps[None]) / width - 1  # (N, size)
+    gy = (2 * cy[:, None] + h[:, None] * steps[None]) / height - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    return F.grid_sample(masks[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def paste_from_box(crops: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Place (N, 1, s, s) crops into (N, 1, height, width) frames at ``boxes`` (bilinear, 0 outside the box);
+    differentiable in both the crops and the boxes (the spatial transformer's sampler)."""
+    b = boxes.to(crops.dtype)
+    xs = torch.arange(width, dtype=crops.dtype, device=crops.device) + 0.5
+    ys = torch.arange(height, dtype=crops.dtype, device=crops.device) + 0.5
+    # frame pixel centre -> normalised coordinate inside the box ([-1, 1] spans the box)
+    gx = (2 * (xs[None] - b[:, 0:1]) / (b[:, 2:3] - b[:, 0:1]) - 1)  # (N, W)
+    gy = (2 * (ys[None] - b[:, 1:2]) / (b[:, 3:4] - b[:, 1:2]) - 1)  # (N, H)
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    return F.grid_sample(crops, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def synthetic_occlusion(full: torch.Tensor, pool: torch.Tensor, generator: torch.Generator,
+                        min_visible: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lay another instance's mask over each full mask (stage 2's training pairs).
+
+    Args:
+        full: (B, H, W) float full masks; pool: (M, H, W) float masks to draw occluders from.
+        min_visible: an occlusion that leaves less than this fraction visible is not applied.
+
+    Returns:
+        partial (B, H, W) = full minus the occluder, and the occluder (B, H, W) placed with its
+        centre at a uniform point of the full mask's box.
+    """
+    b, height, width = full.shape
+    pick = torch.randint(len(pool), (b,), generator=generator)
+    occluder = pool[pick.to(pool.device)]
+    fb, ob = mask_boxes(full), mask_boxes(occluder)
+    u = torch.rand(b, 2, generator=generator).to(full.device)
+    target = fb[:, :2] + u * (fb[:, 2:] - fb[:, :2])
+    shift = target - (ob[:, :2] + ob[:, 2:]) / 2  # (B, 2) pixels, x then y
+    theta = torch.zeros(b, 2, 3, device=full.device)
+    theta[:, 0, 0], theta[:, 1, 1] = 1, 1
+    theta[:, 0, 2], theta[:, 1, 2] = -2 * shift[:, 0] / width, -2 * shift[:, 1] / height
+    grid = F.affine_grid(theta, (b, 1, height, width), align_corners=False)
+    occluder = F.grid_sample(occluder[:, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0]
+    partial = full * (1 - occluder)
+    kept = partial.sum((1, 2)) / full.sum((1, 2)).clamp(min=1)
+    apply = (kept >= min_visible)[:, None, None].to(full.dtype)
+    return apply * partial + (1 - apply) * full, apply * occluder

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from amodalkit import amodal_vae as av
+from amodalkit import ops
 
 
 def test_kl_weight_schedule_values():
@@ -33,17 +34,17 @@ def test_boxes_crop_and_paste_round_trip():
     mask = torch.zeros(1, 40, 50)
     mask[0, 5:33, 10:38] = 1  # a 28 x 28 box: crop and paste are exact slices
     mask[0, 12:20, 15:18] = 0
-    box = av.mask_boxes(mask)
+    box = ops.mask_boxes(mask)
     assert box.tolist() == [[10.0, 5.0, 38.0, 33.0]]
-    crop = av.crop_to_box(mask, box)
+    crop = ops.crop_to_box(mask, box)
     assert torch.allclose(crop[0, 0], mask[0, 5:33, 10:38], atol=1e-6)
-    back = av.paste_from_box(crop, box, 40, 50)
+    back = ops.paste_from_box(crop, box, 40, 50)
     assert torch.allclose(back[0, 0], mask[0], atol=1e-6)
     # a smaller box: up- then down-sampling keeps the mask after thresholding
     small = torch.zeros(1, 30, 30)
     small[0, 8:22, 6:20] = 1
-    b = av.mask_boxes(small)
-    again = av.paste_from_box(av.crop_to_box(small, b), b, 30, 30)
+    b = ops.mask_boxes(small)
+    again = ops.paste_from_box(ops.crop_to_box(small, b), b, 30, 30)
     assert torch.equal(again[0, 0] > 0.5, small[0] > 0.5)
 
 
@@ -70,7 +71,7 @@ def test_synthetic_occlusion_removes_only_occluder_pixels():
     full[:, 8:24, 8:24] = 1
     pool = torch.zeros(2, 32, 32)
     pool[:, 0:6, 0:6] = 1
-    partial, occ = av.synthetic_occlusion(full, pool, g)
+    partial, occ = ops.synthetic_occlusion(full, pool, g)
     assert torch.equal(partial, full * (1 - occ)) and (partial <= full).all()
     assert (occ.sum((1, 2)) == 36).all()  # the whole 6x6 occluder lands inside the 32x32 frame here
     assert ((full - partial).sum((1, 2)) > 0).all()
