@@ -179,13 +179,14 @@ class Instances:
     Attributes (N instances, H x W frames):
         visible, amodal, occluders: (N, H, W) bool; ``occluders`` is the union of the other objects'
             visible masks in that frame (the pixels that may hide this object).
-        visible_pred: (N, H, W) bool degraded "predicted" visible masks (``street``), else None.
+        visible_pred, occluders_pred: (N, H, W) bool, the same from the world's degraded "predicted"
+            visible masks (``street``), else None.
         types: (N,) int object types (-1 for classless worlds).
     """
 
-    def __init__(self, visible, amodal, occluders, types, visible_pred=None):
+    def __init__(self, visible, amodal, occluders, types, visible_pred=None, occluders_pred=None):
         self.visible, self.amodal, self.occluders = visible, amodal, occluders
-        self.types, self.visible_pred = types, visible_pred
+        self.types, self.visible_pred, self.occluders_pred = types, visible_pred, occluders_pred
 
     def __len__(self) -> int:
         return len(self.visible)
@@ -197,7 +198,9 @@ class Instances:
 
     def subset(self, index) -> "Instances":
         pred = None if self.visible_pred is None else self.visible_pred[index]
-        return Instances(self.visible[index], self.amodal[index], self.occluders[index], self.types[index], pred)
+        pred_occluders = None if self.occluders_pred is None else self.occluders_pred[index]
+        return Instances(self.visible[index], self.amodal[index], self.occluders[index], self.types[index], pred,
+                         pred_occluders)
 
 
 def load_instances(world: str, split: str, *, seed: int, n_clips: int, every: int = 4, min_visible: int = 12,
@@ -211,7 +214,7 @@ def load_instances(world: str, split: str, *, seed: int, n_clips: int, every: in
     from .data import load_world
 
     clips = load_world(world, split, seed=seed, n_clips=n_clips, preset=preset, **params)
-    rows = {"visible": [], "amodal": [], "occluders": [], "types": [], "visible_pred": []}
+    rows = {"visible": [], "amodal": [], "occluders": [], "types": [], "visible_pred": [], "occluders_pred": []}
     for clip in clips:
         pred = clip.extra.get("visible_pred")
         for t in range(0, clip.n_frames, every):
@@ -227,12 +230,13 @@ def load_instances(world: str, split: str, *, seed: int, n_clips: int, every: in
                 rows["types"].append(-1 if clip.types is None else int(clip.types[k]))
                 if pred is not None:
                     rows["visible_pred"].append(pred[t, k])
+                    rows["occluders_pred"].append(pred[t].any(axis=0) & ~pred[t, k])
     if not rows["visible"]:
         raise ValueError(f"load_instances: no instance of {world}/{split} has >= {min_visible} visible pixels away "
                          f"from the border; use more clips or a smaller min_visible")
     stack = {k: np.stack(v) for k, v in rows.items() if v}
     return Instances(stack["visible"], stack["amodal"], stack["occluders"], np.array(rows["types"]),
-                     stack.get("visible_pred"))
+                     stack.get("visible_pred"), stack.get("occluders_pred"))
 
 
 # ------------------------------------------------------------------------------------- the stages
@@ -442,3 +446,46 @@ def train_amodal_vae(recipe: VAERecipe, train_set: Instances, val_set: Instances
                               validate=fixed(lambda m, v, o, g: stage3_loss(m, v, o, recipe.kl_final, g),
                                              list(partial["val"])))
     return results[3].model, results
+
+
+# ------------------------------------------------------------------------------------- analysis
+
+
+def shape_crops(masks: np.ndarray | torch.Tensor, size: int = MASK_SIZE) -> torch.Tensor:
+    """Masks (N, H, W) cropped tightly and resized: (N, size, size) float (the VAE's view of a shape)."""
+    m = torch.as_tensor(np.asarray(masks)).float()
+    return crop_to_box(m, mask_boxes(m), size)[:, 0]
+
+
+@torch.no_grad()
+def prior_samples(model: AmodalVAE, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Decode ``n`` draws z ~ N(0, I): (n, 28, 28) Bernoulli probabilities (Fig. 3)."""
+    model.eval()
+    device = next(model.parameters()).device
+    z = torch.randn(n, model.latent, generator=generator).to(device)
+    return torch.sigmoid(model.decoder(z))[:, 0].cpu()
+
+
+def best_iou_to(samples: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+    """For each boolean (S, h, w) sample, its highest IoU with any boolean (M, h, w) reference shape: (S,)."""
+    a = samples.flatten(1).float()
+    b = shapes.flatten(1).float()
+    inter = a @ b.T
+    union = a.sum(1, keepdim=True) + b.sum(1)[None] - inter
+    return (inter / union.clamp(min=1)).max(dim=1).values
+
+
+def active_dimensions(std: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+    """Latent dimensions whose mean posterior std (over instances, (N, D)) is below ``threshold``; the others
+    match the prior N(0, 1) and are "turned off" (Fig. 4). Returns (D,) bool."""
+    return std.mean(dim=0) < threshold
+
+
+@torch.no_grad()
+def self_supervised_threshold(model: AmodalVAE, full: torch.Tensor, pool: torch.Tensor, seed: int = 0,
+                              candidates=tuple(np.round(np.arange(0.05, 1.0, 0.05), 2))) -> tuple[float, list[float]]:
+    """Tune the binarisation threshold on synthetic occlusions of fully visible validation masks (N, H, W):
+    no amodal annotation is used, only masks that are entirely visible."""
+    partial, _ = synthetic_occlusion(full, pool, torch.Generator().manual_seed(seed))
+    probs = complete(model, partial)["mode"]
+    return tune_threshold(probs, partial.cpu() > 0.5, full.cpu() > 0.5, candidates)

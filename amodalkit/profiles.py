@@ -105,7 +105,7 @@ _CRW_COMMON: dict[str, Param] = {
     "n_frames": Param(int, 24, "frames per vos clip", 8, 200),
     "train_clips": Param(int, 32, "vos training videos per seed", 1, 100_000),
     "val_clips": Param(int, 4, "vos validation videos (walk loss, for selection)", 1, 10_000),
-    "test_clips": Param(int, 8, "vos test videos (J&F)", 1, 10_000),
+    "test_clips": Param(int, 6, "vos test videos (J&F)", 1, 10_000),
     "crop": Param(int, 64, "training crop side (paper 256)", 16, 512),
     "patch": Param(int, 16, "patch side (paper 64)", 8, 256),
     "grid": Param(int, 7, "patches per side (paper 7)", 2, 16),
@@ -121,16 +121,47 @@ _CRW_COMMON: dict[str, Param] = {
     "context": Param(int, 20, "propagation context frames m (paper 20)", 1, 200),
 }
 
+# shared by the Amodal-VAE chapters: instances, the three stages' sizes and schedule
+_VAE_COMMON: dict[str, Param] = {
+    "seeds": Param(int, 3, "world and initialisation seeds", 1, 50),
+    "preset": Param(str, "quick", "world sizes: quick defaults or the papers' sizes", choices=("quick", "paper")),
+    "train_clips": Param(int, 24, "training clips per seed (instances every `every` frames)", 1, 100_000),
+    "val_clips": Param(int, 6, "validation clips (selection, threshold)", 1, 10_000),
+    "test_clips": Param(int, 8, "test clips", 1, 10_000),
+    "every": Param(int, 2, "take instances from every n-th frame", 1, 100),
+    "net_width": Param(int, 16, "convolution width (paper figure: 32 here)", 2, 256),
+    "hidden": Param(int, 128, "fully connected width", 8, 4096),
+    "batch": Param(int, 64, "batch size", 2, 4096),
+    "steps1": Param(int, 800, "stage 1 steps (VAE on full masks)", 1, 1_000_000),
+    "steps2": Param(int, 400, "stage 2 steps (partial encoder, synthetic occlusions)", 1, 1_000_000),
+    "steps3": Param(int, 200, "stage 3 steps (fine-tuning on occluded instances)", 1, 1_000_000),
+    "kl_begin": Param(int, 100, "KL annealing start step t_begin (paper 2000; compressed to the quick budget)", 0, 1_000_000),
+    "kl_alpha": Param(float, 0.99, "KL annealing rate alpha (paper 0.9995; compressed to the quick budget)", 0.5, 0.999999),
+}
+
 NOTEBOOKS: dict[str, dict[str, Param]] = {
+    "vae_robustness": {
+        **_VAE_COMMON,
+        "deo_width": Param(int, 16, "PCNet-M U-Net width", 2, 256),
+        "deo_size": Param(int, 32, "PCNet-M crop side (divisible by 4)", 8, 512),
+        "deo_steps": Param(int, 600, "PCNet-M training steps", 1, 1_000_000),
+        "deo_lr": Param(float, 1e-3, "PCNet-M Adam learning rate", 1e-7, 1.0),
+    },
+    "vae_analysis": {
+        **_VAE_COMMON,
+        "world": Param(str, "fishbowl", "the world whose instance masks are learnt", choices=("fishbowl", "street")),
+        "samples": Param(int, 20, "posterior samples per instance (Fig. 1: best of 20)", 1, 1000),
+        "n_prior": Param(int, 64, "prior samples decoded for Fig. 3", 1, 10_000),
+    },
     "crw_shortcut": {
         **_CRW_COMMON,
         "map_steps": Param(int, 200, "training steps of the single-map and noise runs (as many as `steps`)", 1, 1_000_000),
     },
     "crw_propagation": {
         **_CRW_COMMON,
-        "contexts": Param(list, [1, 2, 5, 20], "context sizes m of the F.1 sweep", 1, 200, item=int, min_len=2),
-        "topks": Param(list, [1, 10, 30], "top-k values of the F sweep", 1, 1000, item=int, min_len=2),
-        "radii": Param(list, [3.0, 6.0, 1000.0], "radii of the F sweep (1000: global)", 0.5, 1000.0,
+        "contexts": Param(list, [1, 5, 20], "context sizes m of the F.1 sweep", 1, 200, item=int, min_len=2),
+        "topks": Param(list, [1, 10], "top-k values of the F sweep", 1, 1000, item=int, min_len=2),
+        "radii": Param(list, [6.0, 1000.0], "radii of the F sweep (1000: global)", 0.5, 1000.0,
                        item=float, min_len=2),
     },
     "crw_ablations": {
@@ -171,6 +202,11 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
 
 _CRW_SMOKE = dict(seeds=1, height=48, width=64, n_frames=10, train_clips=2, val_clips=1, test_clips=1, crop=32, grid=3,
                   batch=2, net_width=4, dim=8, steps=2, stride=2, test_scale=1.0, radius=3.0)
+_VAE_SMOKE = dict(seeds=1, train_clips=2, val_clips=1, test_clips=3, every=2, net_width=4, hidden=16, batch=8, steps1=2,
+                  steps2=2, steps3=2, kl_begin=0)
+# the supplement's schedule and widths (training "until convergence": steps bounded here)
+_VAE_PAPER = dict(preset="paper", train_clips=40, val_clips=8, test_clips=16, every=8, net_width=32, hidden=256, batch=64,
+                  steps1=20_000, steps2=10_000, steps3=5_000, kl_begin=2000, kl_alpha=0.9995)
 # Table E of the CRW supplement at 480p (train_clips bounded by memory: the videos are held as uint8)
 _CRW_PAPER = dict(preset="paper", height=480, width=854, n_frames=60, train_clips=100, val_clips=8, test_clips=30,
                   crop=256, patch=64, grid=7, batch=20, net_width=64, dim=128, steps=20_000, lr=1e-4, stride=4,
@@ -179,6 +215,8 @@ _CRW_PAPER = dict(preset="paper", height=480, width=854, n_frames=60, train_clip
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "crw_theory": dict(seeds=1, trials=50),
+        "vae_analysis": dict(_VAE_SMOKE, samples=3, n_prior=8),
+        "vae_robustness": dict(_VAE_SMOKE, deo_width=4, deo_steps=2),
         "crw_shortcut": dict(_CRW_SMOKE, map_steps=2),
         "crw_propagation": dict(_CRW_SMOKE, contexts=[1, 2], topks=[1, 3], radii=[2.0, 1000.0]),
         "crw_ablations": dict(_CRW_SMOKE, strides=[1, 2, 0], ttt_steps=1),
@@ -188,6 +226,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "quick": {},
     "paper": {
+        "vae_analysis": dict(_VAE_PAPER, samples=20, n_prior=64),
+        "vae_robustness": dict(_VAE_PAPER, deo_width=32, deo_size=64, deo_steps=20_000, deo_lr=1e-3),
         "crw_shortcut": dict(_CRW_PAPER, map_steps=20_000),
         "crw_propagation": dict(_CRW_PAPER, radii=[4.0, 8.0, 12.0, 24.0, 1000.0]),
         "crw_ablations": dict(_CRW_PAPER, strides=[1, 4, 8, 15, 0], ttt_steps=100),

@@ -62,7 +62,7 @@ def overlay(frame: np.ndarray, layers: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def frame_explorer(frames: np.ndarray, layers: dict[str, np.ndarray], *, scale: int = 4, title: str = "",
-                   shown: tuple[str, ...] = ("visible",)):
+                   shown: tuple[str, ...] = ("visible",), step_label: str = "frame"):
     """A clip browser: a frame slider and an on/off toggle per overlay layer.
 
     Works without a kernel: the frame images and each layer's images are stacked and shown in
@@ -75,6 +75,7 @@ def frame_explorer(frames: np.ndarray, layers: dict[str, np.ndarray], *, scale: 
             known, else grey).
         scale: nearest-neighbour upscaling factor of the images.
         shown: the layers switched on at first.
+        step_label: what the slider steps through (frames of a clip, samples of a posterior, ...).
 
     Returns:
         an ``ipywidgets.VBox`` with the CSS class ``amodalkit-explorer``.
@@ -111,6 +112,6 @@ def frame_explorer(frames: np.ndarray, layers: dict[str, np.ndarray], *, scale: 
     view = w.GridBox([frame_stack] + layer_stacks,
                      layout=w.Layout(grid_template_areas='"view"', width=f"{width * scale}px"))
     header = [w.HTML(f"<b>{title}</b>")] if title else []
-    box = w.VBox(header + [w.HBox([w.HTML("frame&nbsp;"), slider]), w.HBox([view, w.VBox(toggles)])])
+    box = w.VBox(header + [w.HBox([w.HTML(f"{step_label}&nbsp;"), slider]), w.HBox([view, w.VBox(toggles)])])
     box.add_class("amodalkit-explorer")
     return box

@@ -109,3 +109,49 @@ def test_completion_iou_and_threshold_tuning_by_hand():
     assert best == 0.2 and scores == pytest.approx([0.75, 1.0, 8 / 12])
     _, no_hidden = av.completion_iou(visible, visible, visible)
     assert math.isnan(no_hidden.item())
+
+
+def test_best_iou_and_active_dimensions_by_hand():
+    shapes = torch.zeros(2, 4, 4, dtype=torch.bool)
+    shapes[0, :2] = True  # top half
+    shapes[1, :, :1] = True  # left column
+    sample = torch.zeros(1, 4, 4, dtype=torch.bool)
+    sample[0, :1] = True  # top row: IoU 4/8 with the top half, 1/7 with the column
+    assert av.best_iou_to(sample, shapes).item() == pytest.approx(0.5)
+    std = torch.tensor([[0.1, 1.0, 0.95], [0.3, 1.0, 0.8]])
+    assert av.active_dimensions(std).tolist() == [True, False, True]  # means 0.2, 1.0, 0.875
+
+
+def test_paper_recipe_runs_one_step_of_each_stage():
+    """The paper profile's sizes (width 32, 256 hidden, 64-d latent, batch 64) for one step of each stage."""
+    from amodalkit.train import train
+
+    recipe = av.VAERecipe()
+    assert (recipe.lr1, recipe.lr23, recipe.kl_final, recipe.kl_start, recipe.kl_alpha, recipe.kl_begin) == \
+        (1e-3, 1e-4, 0.5, 0.01, 0.9995, 2000)
+    full = torch.zeros(recipe.batch, 40, 40)
+    for i in range(recipe.batch):
+        full[i, 5 + i % 7:25 + i % 9, 8:30 - i % 5] = 1
+    occluders = torch.roll(full, 6, dims=2) * (1 - full)
+    model = av.AmodalVAE(recipe.width, recipe.hidden)
+    for loss in (lambda m, s, g: av.stage1_loss(m, full, recipe.kl(s), g),
+                 lambda m, s, g: av.stage2_loss(m, full, full, recipe.kl_final, g),
+                 lambda m, s, g: av.stage3_loss(m, full * (1 - occluders), occluders, recipe.kl_final, g)):
+        result = train(model, loss, steps=1, lr=recipe.lr23, seed=0, run_device=torch.device("cpu"))
+        assert math.isfinite(result.history["loss"][0])
+
+
+def test_load_instances_keeps_whole_objects_and_their_occluders():
+    data = av.load_instances("street", "test", seed=0, n_clips=1, every=3, min_visible=12)
+    n = len(data)
+    assert n > 0 and data.visible.shape == data.amodal.shape == data.occluders.shape == data.visible_pred.shape
+    assert (data.visible <= data.amodal).all()  # visible is part of the amodal mask
+    assert not (data.visible & data.occluders).any()  # occluders are the *other* objects
+    assert not data.amodal[:, 0].any() and not data.amodal[:, -1].any()  # nothing touches the border
+    assert not data.amodal[:, :, 0].any() and not data.amodal[:, :, -1].any()
+    assert (data.visible.sum((1, 2)) >= 12).all()
+    ratio = data.visible_ratio
+    assert ((ratio > 0) & (ratio <= 1)).all()
+    assert len(data.subset(ratio < 1)) == int((ratio < 1).sum())
+    with pytest.raises(ValueError, match="min_visible"):
+        av.load_instances("street", "test", seed=0, n_clips=1, every=3, min_visible=10**6)

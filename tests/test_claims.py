@@ -72,3 +72,13 @@ def test_claims_page_computes_verdicts_from_results():
     page = claims_markdown(r, "quick", {"savos_theorem1"})
     row = next(line for line in page.splitlines() if line.startswith("| `savos.thm1.exact`"))
     assert "✓ reproduced" in row and "0.998 ± 0.0026 (n=3)" in row and "{doc}`chapters/savos_theorem1`" in row
+
+
+def test_greater_is_paired_on_matching_seeds_and_unpaired_otherwise():
+    # seed-to-seed variation is large, but every seed's difference is about +0.05
+    a, b = [0.30, 0.50, 0.20], [0.25, 0.44, 0.16]
+    assert Greater("nb/a", "nb/b").verdict(results(nb__a=a, nb__b=b)) == REPRODUCED  # diffs 0.05, 0.06, 0.04
+    unpaired = results(nb__a=a, nb__b=b)
+    unpaired["nb"]["measurements"]["b"]["seeds"] = [7, 8, 9]  # different seeds: no pairing
+    assert Greater("nb/a", "nb/b").verdict(unpaired) == WITHIN_NOISE  # 0.05 < sqrt(0.153^2 + 0.145^2)
+    assert Greater("nb/b", "nb/a").verdict(results(nb__a=a, nb__b=b)) == NOT_REPRODUCED
