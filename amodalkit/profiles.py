@@ -147,6 +147,11 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "deo_steps": Param(int, 600, "PCNet-M training steps", 1, 1_000_000),
         "deo_lr": Param(float, 1e-3, "PCNet-M Adam learning rate", 1e-7, 1.0),
     },
+    "vae_inpainting": {
+        **{k: v for k, v in _VAE_COMMON.items() if k != "seeds"},
+        "seed": Param(int, 0, "world and model seed (the analysis chapter's seed-0 model)", 0, 2**31 - 1),
+        "examples": Param(int, 4, "scenes shown", 1, 50),
+    },
     "vae_analysis": {
         **_VAE_COMMON,
         "world": Param(str, "fishbowl", "the world whose instance masks are learnt", choices=("fishbowl", "street")),
@@ -217,6 +222,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "crw_theory": dict(seeds=1, trials=50),
         "vae_analysis": dict(_VAE_SMOKE, samples=3, n_prior=8),
         "vae_robustness": dict(_VAE_SMOKE, deo_width=4, deo_steps=2),
+        "vae_inpainting": {k: v for k, v in _VAE_SMOKE.items() if k != "seeds"} | {"examples": 2},
         "crw_shortcut": dict(_CRW_SMOKE, map_steps=2),
         "crw_propagation": dict(_CRW_SMOKE, contexts=[1, 2], topks=[1, 3], radii=[2.0, 1000.0]),
         "crw_ablations": dict(_CRW_SMOKE, strides=[1, 2, 0], ttt_steps=1),
@@ -228,6 +234,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "vae_analysis": dict(_VAE_PAPER, samples=20, n_prior=64),
         "vae_robustness": dict(_VAE_PAPER, deo_width=32, deo_size=64, deo_steps=20_000, deo_lr=1e-3),
+        "vae_inpainting": {k: v for k, v in _VAE_PAPER.items() if k != "seeds"} | {"examples": 8},
         "crw_shortcut": dict(_CRW_PAPER, map_steps=20_000),
         "crw_propagation": dict(_CRW_PAPER, radii=[4.0, 8.0, 12.0, 24.0, 1000.0]),
         "crw_ablations": dict(_CRW_PAPER, strides=[1, 4, 8, 15, 0], ttt_steps=100),
