@@ -188,3 +188,67 @@ def _as_id_arrays(source, what: str, like: dict | None = None) -> dict[str, np.n
             raise FileNotFoundError(f"evaluate_davis: no predicted masks for sequence {name!r} in {root / name}")
         out[name] = np.stack([np.asarray(Image.open(p)) for p in pngs])
     return out
+
+
+# ================================================================ amodal masks (SaVos's metrics)
+
+
+def amodal_ious(prob: np.ndarray, visible: np.ndarray, weight: np.ndarray, amodal: np.ndarray,
+                threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Full and occluded IoU of amodal predictions, as SaVos's evaluation computes them.
+
+    The prediction is first fused with the visible mask where the visible masks already answer:
+    ``prob * (1 - W) + visible * W`` (W = background plus the object's own visible pixels), then
+    thresholded. IoU = (I + 1e-6) / (U + 1e-6). The occluded IoU is the IoU after multiplying the
+    prediction and the ground truth by (1 - W): only the pixels other objects cover count.
+
+    Args:
+        prob: (..., H, W) predicted amodal probabilities; visible: (..., H, W) the object's visible
+            mask; weight: (..., H, W) W in [0, 1]; amodal: (..., H, W) ground-truth amodal mask.
+
+    Returns:
+        full, occluded: (...) arrays.
+
+    Example:
+        >>> w = np.array([[1.0, 0.0]]); v = np.array([[1.0, 0.0]])
+        >>> [float(x) for x in amodal_ious(np.array([[0.0, 1.0]]), v, w, np.array([[True, True]]))]
+        [1.0, 1.0]
+    """
+    shapes = {np.shape(prob), np.shape(visible), np.shape(weight), np.shape(amodal)}
+    if len(shapes) != 1:
+        raise ValueError(f"amodal_ious: prob, visible, weight and amodal must share one shape, got {sorted(shapes)}")
+    weight = np.asarray(weight, dtype=np.float64)
+    pred = (np.asarray(prob) * (1 - weight) + np.asarray(visible, dtype=np.float64) * weight) >= threshold
+    truth = np.asarray(amodal, dtype=bool)
+
+    def iou(a, b):
+        inter = (a & b).sum(axis=(-2, -1))
+        union = (a | b).sum(axis=(-2, -1))
+        return (inter + 1e-6) / (union + 1e-6)
+
+    hidden = weight < 0.5
+    return iou(pred, truth), iou(pred & hidden, truth & hidden)
+
+
+def frame_level_miou(values: np.ndarray, frames) -> float:
+    """SaVos's mIoU: the mean IoU of the objects of each frame, then the mean over frames.
+
+    Args:
+        values: (M,) one IoU per object-frame; frames: (M,) hashable frame keys (e.g. (clip, t)).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    keys = [tuple(np.atleast_1d(k).tolist()) for k in frames]
+    if len(keys) != len(values):
+        raise ValueError(f"frame_level_miou: {len(values)} values but {len(keys)} frame keys")
+    if len(values) == 0:
+        return float("nan")
+    groups: dict = {}
+    for k, v in zip(keys, values):
+        groups.setdefault(k, []).append(v)
+    return float(np.mean([np.mean(g) for g in groups.values()]))
+
+
+def object_level_miou(values: np.ndarray) -> float:
+    """The mean IoU over all object-frames, whatever their frame (Table 8 of SaVos)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()) if len(values) else float("nan")

@@ -87,7 +87,8 @@ class Track:
 
     frame_index: (N,) frames of the clip; boxes: (N, 4) enlarged boxes; frames: (N, h, w, 3) uint8;
     visible, amodal: (N, h, w) float32 in [0, 1] (bilinear); flow_fwd, flow_bwd: (N, 2, h, w) float32
-    in crop pixels; occlusion: (N,) of the full object.
+    in crop pixels; others: (N, h, w) float32, the other objects' visible masks (the pixels where
+    SaVos's weight W is 0); occlusion: (N,) of the full object (from the ground truth).
     """
 
     object_index: int
@@ -98,6 +99,7 @@ class Track:
     amodal: np.ndarray
     flow_fwd: np.ndarray
     flow_bwd: np.ndarray
+    others: np.ndarray
     occlusion: np.ndarray
 
     def paste(self, crops: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -105,16 +107,17 @@ class Track:
         return np.stack([paste_back(c, b, height, width) for c, b in zip(crops, self.boxes)])
 
 
-def select_frames(clip: Clip, obj: int, *, min_visible_area: int = 1, min_amodal_area: int = 1) -> np.ndarray:
-    """(T,) bool: the frames where object ``obj`` has enough visible and amodal pixels."""
-    visible_area = clip.visible[:, obj].sum(axis=(1, 2))
+def select_frames(clip: Clip, obj: int, *, min_visible_area: int = 1, min_amodal_area: int = 1,
+                  visible: np.ndarray | None = None) -> np.ndarray:
+    """(T,) bool: the frames where object ``obj`` has enough visible (``visible``, default the clip's) and amodal pixels."""
+    visible_area = (clip.visible if visible is None else visible)[:, obj].sum(axis=(1, 2))
     amodal_area = clip.amodal[:, obj].sum(axis=(1, 2))
     return (visible_area >= max(min_visible_area, 1)) & (amodal_area >= min_amodal_area)
 
 
 def object_tracks(clip: Clip, size: tuple[int, int] = (64, 128), *, scale: float = 1.5, flow: tuple | None = None,
                   min_visible_area: int = 1, min_amodal_area: int = 1, occlusion_range: tuple | None = None,
-                  min_length: int = 2, objects=None) -> list[Track]:
+                  min_length: int = 2, objects=None, visible: np.ndarray | None = None) -> list[Track]:
     """SaVos-style tracks of a clip's objects, with the release's filters as parameters.
 
     A track is the longest run of consecutive frames in which the object passes the area filters
@@ -126,6 +129,9 @@ def object_tracks(clip: Clip, size: tuple[int, int] = (64, 128), *, scale: float
         flow: (forward, backward) scene flows (T, 2, H, W) to crop, e.g. from ``estimate_flow``;
             the ground truth when None.
         objects: indices to consider (default: the evaluated objects).
+        visible: (T, K, H, W) visible masks to crop instead of the clip's (e.g. street's degraded
+            ``clip.extra["visible_pred"]``); boxes, ``visible`` and ``others`` follow them, while
+            ``amodal`` and ``occlusion`` stay the ground truth's.
     """
     if len(size) != 2 or min(size) < 4:
         raise ValueError(f"object_tracks: size must be (h, w) with both >= 4, got {size}")
@@ -133,9 +139,13 @@ def object_tracks(clip: Clip, size: tuple[int, int] = (64, 128), *, scale: float
         raise ValueError(f"object_tracks: scale must be >= 1 (the box is enlarged), got {scale}")
     forward, backward = (clip.flow_fwd, clip.flow_bwd) if flow is None else flow
     t_len, _, height, width = clip.amodal.shape
+    visible = clip.visible if visible is None else np.asarray(visible, dtype=bool)
+    if visible.shape != clip.visible.shape:
+        raise ValueError(f"object_tracks: visible must be (T, K, H, W) = {clip.visible.shape}, got {visible.shape}")
+    union = visible.any(axis=1)
     tracks = []
     for obj in clip.evaluated if objects is None else objects:
-        keep = select_frames(clip, obj, min_visible_area=min_visible_area, min_amodal_area=min_amodal_area)
+        keep = select_frames(clip, obj, visible=visible, min_visible_area=min_visible_area, min_amodal_area=min_amodal_area)
         best, start = (0, 0), None
         for t in range(t_len + 1):
             if t < t_len and keep[t]:
@@ -150,14 +160,15 @@ def object_tracks(clip: Clip, size: tuple[int, int] = (64, 128), *, scale: float
         occ = clip.occlusion[frames, obj]
         if occlusion_range is not None and not ((occ > occlusion_range[0]) & (occ < occlusion_range[1])).any():
             continue
-        boxes = np.stack([enlarge_box(mask_box(clip.visible[t, obj]), scale, height, width) for t in frames])
+        boxes = np.stack([enlarge_box(mask_box(visible[t, obj]), scale, height, width) for t in frames])
         tracks.append(Track(
             object_index=int(obj), frame_index=frames, boxes=boxes,
             frames=np.stack([crop(clip.frames[t], b, size) for t, b in zip(frames, boxes)]),
-            visible=np.stack([crop(clip.visible[t, obj], b, size) for t, b in zip(frames, boxes)]),
+            visible=np.stack([crop(visible[t, obj], b, size) for t, b in zip(frames, boxes)]),
             amodal=np.stack([crop(clip.amodal[t, obj], b, size) for t, b in zip(frames, boxes)]),
             flow_fwd=np.stack([crop_flow(forward[t], b, size) for t, b in zip(frames, boxes)]),
             flow_bwd=np.stack([crop_flow(backward[t], b, size) for t, b in zip(frames, boxes)]),
+            others=np.stack([crop(union[t] & ~visible[t, obj], b, size) for t, b in zip(frames, boxes)]),
             occlusion=occ,
         ))
     return tracks
