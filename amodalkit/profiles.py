@@ -139,7 +139,29 @@ _VAE_COMMON: dict[str, Param] = {
     "kl_alpha": Param(float, 0.99, "KL annealing rate alpha (paper 0.9995; compressed to the quick budget)", 0.5, 0.999999),
 }
 
+# shared by the SaVos chapters (ablations, rule baseline, subsets, embeddings, Chewing Gum): the same
+# values give the same cached models, so only the ablation chapter trains the fishbowl / street rows
+_SAVOS_COMMON: dict[str, Param] = {
+    "seeds": Param(int, 3, "world and initialisation seeds", 1, 50),
+    "preset": Param(str, "quick", "world sizes: quick defaults or the papers' sizes", choices=("quick", "paper")),
+    "train_clips": Param(int, 24, "training clips per seed", 1, 100_000),
+    "val_clips": Param(int, 4, "validation clips (self-supervised selection)", 1, 10_000),
+    "test_clips": Param(int, 8, "test clips", 1, 10_000),
+    "crop": Param(int, 16, "crop height; the width is twice it (paper 64 x 128)", 16, 256),
+    "base": Param(int, 8, "channels of the first CNN layer, a power of two (paper 32)", 1, 256),
+    "window": Param(int, 8, "frames per training window", 3, 256),
+    "batch": Param(int, 8, "windows per batch (paper 64 / 24 / 8)", 1, 1024),
+    "steps": Param(int, 200, "training steps of every row", 1, 10_000_000),
+    "lr": Param(float, 1e-3, "Adam learning rate (paper 1e-4)", 1e-7, 1.0),
+    "pcnet_width": Param(int, 8, "PCNet-M U-Net width (Self-Deocclusion rows)", 1, 256),
+}
+
 NOTEBOOKS: dict[str, dict[str, Param]] = {
+    "savos_ablations": dict(_SAVOS_COMMON),
+    "savos_rule_baseline": dict(_SAVOS_COMMON),
+    "savos_subsets": dict(_SAVOS_COMMON),
+    "savos_embeddings": dict(_SAVOS_COMMON),
+    "savos_chewing_gum": dict(_SAVOS_COMMON),
     "vae_robustness": {
         **_VAE_COMMON,
         "deo_width": Param(int, 16, "PCNet-M U-Net width", 2, 256),
@@ -217,8 +239,15 @@ _CRW_PAPER = dict(preset="paper", height=480, width=854, n_frames=60, train_clip
                   crop=256, patch=64, grid=7, batch=20, net_width=64, dim=128, steps=20_000, lr=1e-4, stride=4,
                   test_scale=1.0, radius=12.0, topk=10, context=20)
 
+_SAVOS_SMOKE = dict(seeds=1, train_clips=2, val_clips=1, test_clips=3, base=2, window=4, batch=2, steps=2, pcnet_width=2)
+# Table 6 and E.2: 64 x 128 crops, base 32, Adam 1e-4, 40-frame windows; "20 / 200 epochs" bounded as steps
+_SAVOS_PAPER = dict(preset="paper", train_clips=200, val_clips=20, test_clips=40, crop=64, base=32, window=40, batch=24,
+                    steps=20_000, lr=1e-4, pcnet_width=32)
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
+        **{name: dict(_SAVOS_SMOKE) for name in ("savos_ablations", "savos_rule_baseline", "savos_subsets",
+                                                 "savos_embeddings", "savos_chewing_gum")},
         "crw_theory": dict(seeds=1, trials=50),
         "vae_analysis": dict(_VAE_SMOKE, samples=3, n_prior=8),
         "vae_robustness": dict(_VAE_SMOKE, deo_width=4, deo_steps=2),
@@ -232,6 +261,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "quick": {},
     "paper": {
+        **{name: dict(_SAVOS_PAPER) for name in ("savos_ablations", "savos_rule_baseline", "savos_subsets", "savos_embeddings")},
+        "savos_chewing_gum": dict(_SAVOS_PAPER, window=20, batch=64, steps=3_000),
         "vae_analysis": dict(_VAE_PAPER, samples=20, n_prior=64),
         "vae_robustness": dict(_VAE_PAPER, deo_width=32, deo_size=64, deo_steps=20_000, deo_lr=1e-3),
         "vae_inpainting": {k: v for k, v in _VAE_PAPER.items() if k != "seeds"} | {"examples": 8},

@@ -1028,3 +1028,41 @@ def rule_predictions(data: WorldTracks, k: int, flow: str = "estimated") -> list
         vis = seen[frames, track.object_index]
         out.append(rule_based_completion(vis, fwd[frames], bwd[frames], k).astype(np.float32))
     return out
+
+
+def chapter_setup(world: str, seed: int, params: dict) -> tuple[WorldTracks, SaVosRecipe, dict]:
+    """The tracks, recipe and cache key of one world and seed from a SaVos chapter's parameters.
+
+    Every chapter builds its rows through this function, so the same parameters give the same
+    cached models in every chapter (the ablation chapter trains them, the others reuse them).
+
+    Args:
+        params: the chapter's parameters: preset, train_clips, val_clips, test_clips, crop (the
+            crop height; the width is twice it), base, window, batch, steps, lr, pcnet_width.
+    """
+    size = (int(params["crop"]), 2 * int(params["crop"]))
+    recipe = SaVosRecipe(size=size, base=params["base"], window=params["window"], batch=params["batch"],
+                         steps=params["steps"], lr=params["lr"], photometric=0.1 if world == "fishbowl" else 0.0,
+                         pcnet_width=params["pcnet_width"])
+    clips = {"train": params["train_clips"], "val": params["val_clips"], "test": params["test_clips"]}
+    data = load_world_tracks(world, seed, clips, size=size, window=recipe.window, preset=params["preset"])
+    return data, recipe, dict(world=world, seed=seed, clips=clips, preset=params["preset"])
+
+
+def variant_scores(name: str, data: WorldTracks, recipe: SaVosRecipe, seed: int, key: dict):
+    """Train (or load) one row and score it on the test tracks: (TrainResult, Scores, image predictions)."""
+    result = train_variant(name, data, recipe, seed, key)
+    predictions = image_predictions(result.model, VARIANTS[name], data)
+    return result, score_tracks(data, predictions), predictions
+
+
+def binary_amodal(prob: np.ndarray, seen: np.ndarray, obj: int) -> np.ndarray:
+    """(N, H, W) bool: a track's predictions fused with the visible masks as the metric does, for display.
+
+    Args:
+        prob: (N, H, W) probabilities of frames ``t`` of the track; seen: (N, K, H, W) the visible
+            masks of those frames; obj: the object.
+    """
+    union = seen.any(axis=1)
+    weight = 1.0 - (union & ~seen[:, obj])
+    return (prob * (1 - weight) + seen[:, obj] * weight) >= 0.5

@@ -16,6 +16,8 @@ LAYER_COLOURS = {
     "amodal": (255, 220, 0),
     "predicted": (255, 60, 60),
     "ground truth": (40, 200, 255),
+    "SaVos": (255, 60, 60),
+    "Self-Deocclusion": (90, 255, 90),
 }
 
 
