@@ -146,7 +146,7 @@ _SAVOS_COMMON: dict[str, Param] = {
     "preset": Param(str, "quick", "world sizes: quick defaults or the papers' sizes", choices=("quick", "paper")),
     "train_clips": Param(int, 24, "training clips per seed", 1, 100_000),
     "val_clips": Param(int, 4, "validation clips (self-supervised selection)", 1, 10_000),
-    "test_clips": Param(int, 8, "test clips", 1, 10_000),
+    "test_clips": Param(int, 16, "test clips", 1, 10_000),
     "crop": Param(int, 16, "crop height; the width is twice it (paper 64 x 128)", 16, 256),
     "base": Param(int, 8, "channels of the first CNN layer, a power of two (paper 32)", 1, 256),
     "window": Param(int, 8, "frames per training window", 3, 256),
@@ -157,7 +157,11 @@ _SAVOS_COMMON: dict[str, Param] = {
 }
 
 NOTEBOOKS: dict[str, dict[str, Param]] = {
-    "savos_ablations": dict(_SAVOS_COMMON),
+    "savos_ablations": {
+        **_SAVOS_COMMON,
+        "exact_flow_rows": Param(list, ["full", "no_consistency", "no_flow"],
+                                 "rows trained again on fishbowl with the exact flow as input", item=str),
+    },
     "savos_rule_baseline": dict(_SAVOS_COMMON),
     "savos_subsets": dict(_SAVOS_COMMON),
     "savos_embeddings": dict(_SAVOS_COMMON),
@@ -246,8 +250,9 @@ _SAVOS_PAPER = dict(preset="paper", train_clips=200, val_clips=20, test_clips=40
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
-        **{name: dict(_SAVOS_SMOKE) for name in ("savos_ablations", "savos_rule_baseline", "savos_subsets",
-                                                 "savos_embeddings", "savos_chewing_gum")},
+        **{name: dict(_SAVOS_SMOKE) for name in ("savos_rule_baseline", "savos_subsets", "savos_embeddings",
+                                                 "savos_chewing_gum")},
+        "savos_ablations": dict(_SAVOS_SMOKE, exact_flow_rows=["full"]),
         "crw_theory": dict(seeds=1, trials=50),
         "vae_analysis": dict(_VAE_SMOKE, samples=3, n_prior=8),
         "vae_robustness": dict(_VAE_SMOKE, deo_width=4, deo_steps=2),

@@ -1038,15 +1038,17 @@ def chapter_setup(world: str, seed: int, params: dict) -> tuple[WorldTracks, SaV
 
     Args:
         params: the chapter's parameters: preset, train_clips, val_clips, test_clips, crop (the
-            crop height; the width is twice it), base, window, batch, steps, lr, pcnet_width.
+            crop height; the width is twice it), base, window, batch, steps, lr, pcnet_width, and
+            optionally flow ("estimated", the default, or "truth": the world's exact flow as input).
     """
     size = (int(params["crop"]), 2 * int(params["crop"]))
     recipe = SaVosRecipe(size=size, base=params["base"], window=params["window"], batch=params["batch"],
                          steps=params["steps"], lr=params["lr"], photometric=0.1 if world == "fishbowl" else 0.0,
                          pcnet_width=params["pcnet_width"])
     clips = {"train": params["train_clips"], "val": params["val_clips"], "test": params["test_clips"]}
-    data = load_world_tracks(world, seed, clips, size=size, window=recipe.window, preset=params["preset"])
-    return data, recipe, dict(world=world, seed=seed, clips=clips, preset=params["preset"])
+    flow = params.get("flow", "estimated")
+    data = load_world_tracks(world, seed, clips, size=size, window=recipe.window, preset=params["preset"], flow=flow)
+    return data, recipe, dict(world=world, seed=seed, clips=clips, preset=params["preset"], flow=flow)
 
 
 def variant_scores(name: str, data: WorldTracks, recipe: SaVosRecipe, seed: int, key: dict):
