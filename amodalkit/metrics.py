@@ -193,6 +193,16 @@ def _as_id_arrays(source, what: str, like: dict | None = None) -> dict[str, np.n
 # ================================================================ amodal masks (SaVos's metrics)
 
 
+def fuse_with_visible(prob: np.ndarray, visible: np.ndarray, weight: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """SaVos's binary amodal mask: ``prob * (1 - W) + visible * W >= threshold`` (shapes (..., H, W)).
+
+    Where W is 1 (the background and the object's own visible pixels) the visible mask decides;
+    elsewhere (pixels another object covers) the prediction does.
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    return (np.asarray(prob) * (1 - weight) + np.asarray(visible, dtype=np.float64) * weight) >= threshold
+
+
 def amodal_ious(prob: np.ndarray, visible: np.ndarray, weight: np.ndarray, amodal: np.ndarray,
                 threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Full and occluded IoU of amodal predictions, as SaVos's evaluation computes them.
@@ -218,7 +228,7 @@ def amodal_ious(prob: np.ndarray, visible: np.ndarray, weight: np.ndarray, amoda
     if len(shapes) != 1:
         raise ValueError(f"amodal_ious: prob, visible, weight and amodal must share one shape, got {sorted(shapes)}")
     weight = np.asarray(weight, dtype=np.float64)
-    pred = (np.asarray(prob) * (1 - weight) + np.asarray(visible, dtype=np.float64) * weight) >= threshold
+    pred = fuse_with_visible(prob, visible, weight, threshold)
     truth = np.asarray(amodal, dtype=bool)
 
     def iou(a, b):

@@ -573,7 +573,7 @@ def predict(model: SaVosNet, batch: TrackBatch) -> Prediction:
     next frame (t + 1 forward, t - 1 backward) and the two predictions of a frame are mixed by a
     softmax over their warped alpha logits."""
     n, t_len, h, w = batch.visible.shape
-    boxes = batch.boxes.flatten(0, 1).view(n, t_len, 4)
+    boxes = batch.boxes
     fwd = model.direction(batch.frames, batch.visible, batch.flow_fwd)
 
     def warped(direction: Direction, src: slice, dst: slice) -> torch.Tensor:
@@ -989,11 +989,11 @@ def score_tracks(data: WorldTracks, image_predictions) -> Scores:
     from .metrics import amodal_ious
 
     keys, full, occluded, occlusion = [], [], [], []
+    unions = [seen.any(axis=1) for seen in data.visible["test"]]  # once per clip, not per track
     for (i, track), prob in zip(data.tracks["test"], image_predictions):
-        clip, seen = data.clips["test"][i], data.visible["test"][i]
+        clip, seen, union = data.clips["test"][i], data.visible["test"][i], unions[i]
         obj = track.object_index
         frames = track.frame_index
-        union = seen.any(axis=1)
         for j in range(1, len(frames) - 1):
             t = frames[j]
             occ = clip.occlusion[t, obj]
@@ -1065,6 +1065,7 @@ def binary_amodal(prob: np.ndarray, seen: np.ndarray, obj: int) -> np.ndarray:
         prob: (N, H, W) probabilities of frames ``t`` of the track; seen: (N, K, H, W) the visible
             masks of those frames; obj: the object.
     """
-    union = seen.any(axis=1)
-    weight = 1.0 - (union & ~seen[:, obj])
-    return (prob * (1 - weight) + seen[:, obj] * weight) >= 0.5
+    from .metrics import fuse_with_visible
+
+    weight = 1.0 - (seen.any(axis=1) & ~seen[:, obj])
+    return fuse_with_visible(prob, seen[:, obj], weight)
