@@ -1,4 +1,4 @@
-"""Command line: ``python -m amodalkit book run|build|vendor``."""
+"""Command line: ``python -m amodalkit book run|build|vendor`` and ``python -m amodalkit claims diff A B``."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +36,22 @@ def main(argv: list[str] | None = None) -> int:
 
     actions.add_parser("vendor", help="fetch the pinned widget JavaScript (npm pack)")
 
+    claims_parser = commands.add_parser("claims", help="verdicts computed from result folders")
+    claims_actions = claims_parser.add_subparsers(dest="action", required=True)
+    diff_p = claims_actions.add_parser("diff", help="list the claims whose verdict differs between two result folders")
+    diff_p.add_argument("results_a", metavar="RESULTS_A", help="a results folder, e.g. results/quick")
+    diff_p.add_argument("results_b", metavar="RESULTS_B", help="another, e.g. results/quick-kernel-default")
+
     args = parser.parse_args(argv)
+    if args.area == "claims":
+        from .claims_page import diff_report
+
+        try:
+            print(diff_report(args.results_a, args.results_b))
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     try:
         if args.action == "run":
             overrides = {key: _parse_value(value) for key, value in args.param}

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import profiles
-from .claims import claims_markdown
+from .claims_page import chapter_box_html, claims_markdown, replica_verdicts
 from .results import MEASUREMENTS_ENV, atomic_write_json, atomic_write_text, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +43,9 @@ RESULTS_DIR = ROOT / "results"
 BUILD_DIR = ROOT / "build"
 VENDOR_DIR = BUILD_DIR / "vendor"
 KERNEL_NAME = "amodalkit"
+# a second run of a profile on another floating-point path, kept beside its results: results/<profile><suffix>
+REPLICA_SUFFIX = "-kernel-default"
+REPLICA_LABEL = "ATEN_CPU_CAPABILITY=default"
 
 # The widget manager and its module loader, pinned with the registry's integrity hashes. Fetched
 # by `make` (npm pack) rather than committed: about 7 MB of minified JavaScript and fonts would
@@ -323,7 +326,14 @@ def vendor_widgets(dest: Path = VENDOR_DIR / "widgets", out=sys.stdout) -> Path:
 
 
 def stage(profile: str) -> Path:
-    """Assemble the book sources of ``profile`` in ``build/<profile>/src``."""
+    """Assemble the book sources of ``profile`` in ``build/<profile>/src``.
+
+    Each executed chapter is copied with what the reader needs first: a box of its claims and verdicts after the
+    title, code cells collapsed behind a toggle (``hide-input``; a cell tagged ``show-input`` stays open), and the
+    parameters papermill injected summarised in one line (the notebook's own default parameters cell is removed).
+    """
+    import nbformat
+
     names = notebook_names()
     missing = [n for n in names if not executed_path(profile, n).is_file()]
     if missing:
@@ -334,12 +344,46 @@ def stage(profile: str) -> Path:
         shutil.rmtree(src)
     shutil.copytree(BOOK_DIR, src)
     (src / "chapters").mkdir(exist_ok=True)
-    for name in names:
-        shutil.copy2(executed_path(profile, name), src / "chapters" / f"{name}.ipynb")
     results = load_results(RESULTS_DIR / profile)
-    (src / "claims.md").write_text(claims_markdown(results, profile, set(names)))
+    replica_dir = RESULTS_DIR / f"{profile}{REPLICA_SUFFIX}"
+    replica_results = load_results(replica_dir) if replica_dir.is_dir() else None
+    replica = replica_verdicts(results, replica_results)[0] if replica_results else None
+    for name in names:
+        nb = nbformat.read(executed_path(profile, name), as_version=4)
+        prepare_chapter(nb, name, profile, results, replica)
+        nbformat.write(nb, src / "chapters" / f"{name}.ipynb")
+    (src / "claims.md").write_text(claims_markdown(results, profile, set(names), replica_results, REPLICA_LABEL,
+                                                   f"results/{replica_dir.name}/"))
     shutil.copytree(vendor_widgets(), src / "_vendor" / "widgets")
     return src
+
+
+def prepare_chapter(nb, name: str, profile: str, results: dict[str, Any], replica: dict[str, str] | None) -> None:
+    """Edit an executed notebook (in place) for the book: see :func:`stage`."""
+    import nbformat
+
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags:
+            tags.append("remove-cell")  # the quick defaults; the injected cell holds what the run used
+        elif not {"show-input", "remove-input", "remove-cell", "hide-input"} & set(tags):
+            tags.append("hide-input")
+        if "injected-parameters" in tags:
+            meta = nb.metadata.get("amodalkit", {})
+            line = profiles.summary(name, meta.get("parameters", {}), meta.get("profile", profile), meta.get("wall_time_s"))
+            cell.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": line, "text/plain": line})]
+    box = chapter_box_html(results, name, replica, REPLICA_LABEL)
+    if box:  # right under the title: the title line of the first markdown cell is split off
+        at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), 0)
+        first = nb.cells[at] if nb.cells else None
+        if first is not None and first.cell_type == "markdown" and first.source.startswith("# "):
+            title, _, rest = first.source.partition("\n")
+            first.source = title
+            if rest.strip():
+                nb.cells.insert(at + 1, nbformat.v4.new_markdown_cell(rest.strip("\n")))
+        nb.cells.insert(at + 1, nbformat.v4.new_markdown_cell("```{raw} html\n" + box + "\n```"))
 
 
 def build(profile: str = "quick", out=sys.stdout) -> Path:

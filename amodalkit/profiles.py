@@ -281,6 +281,27 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# the parameters a one-line summary names first (the rest are behind the toggle of the parameters cell)
+_SUMMARY_KEYS = ("seeds", "seed", "steps", "steps1", "steps2", "steps3", "map_steps", "deo_steps", "crop", "height",
+                 "width", "base", "net_width", "batch", "lr", "trials", "n_clips")
+
+
+def summary(notebook: str, params: dict[str, Any], profile: str, wall_time_s: float | None = None) -> str:
+    """One line (markdown) naming the profile a chapter ran with, its main parameters and its wall time.
+
+    >>> summary("crw_theory", {"seeds": 3, "trials": 2000, "dim": 128}, "quick", 6.8)
+    'Ran with the **quick** profile: seeds 3, trials 2000 (3 parameters in all, from `amodalkit/profiles.py`: show the cell's source for the list) in 6.8 s.'
+    """
+    main = [f"{k} {params[k]}" for k in _SUMMARY_KEYS if k in params][:7]
+    text = f"Ran with the **{profile}** profile"
+    if main:
+        text += ": " + ", ".join(main)
+    text += f" ({len(params)} parameters in all, from `amodalkit/profiles.py`: show the cell's source for the list)"
+    if wall_time_s is not None:
+        text += f" in {wall_time_s:.0f} s" if wall_time_s >= 10 else f" in {wall_time_s:.1f} s"
+    return text + "."
+
+
 def profile_names() -> list[str]:
     return list(PROFILES)
 
