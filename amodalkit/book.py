@@ -34,7 +34,7 @@ from typing import Any
 
 from . import profiles
 from .claims_page import chapter_box_html, claims_markdown, replica_verdicts
-from .results import MEASUREMENTS_ENV, atomic_write_json, atomic_write_text, load_results
+from .results import MEASUREMENTS_ENV, TRAINING_LOG_ENV, atomic_write_json, atomic_write_text, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -217,10 +217,13 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
         work.mkdir(parents=True, exist_ok=True)
         measurements = work / f"{name}.measurements.json"
         measurements.unlink(missing_ok=True)
+        training_log = work / f"{name}.training.jsonl"
+        training_log.unlink(missing_ok=True)
         executed_tmp = work / f"{name}.ipynb"
         start = time.perf_counter()
-        previous = os.environ.get(MEASUREMENTS_ENV)
+        previous = {k: os.environ.get(k) for k in (MEASUREMENTS_ENV, TRAINING_LOG_ENV)}
         os.environ[MEASUREMENTS_ENV] = str(measurements)
+        os.environ[TRAINING_LOG_ENV] = str(training_log)
         try:
             papermill.execute_notebook(
                 str(NOTEBOOK_DIR / f"{name}.ipynb"), str(executed_tmp), parameters=params[name],
@@ -237,15 +240,16 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
             _print_summary(reports, out)
             raise BookError(_describe_failure(name, err, failed)) from None
         finally:
-            if previous is None:
-                os.environ.pop(MEASUREMENTS_ENV, None)
-            else:
-                os.environ[MEASUREMENTS_ENV] = previous
+            for k, v in previous.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         seconds = time.perf_counter() - start
         recorded = json.loads(measurements.read_text())["measurements"] if measurements.is_file() else {}
         atomic_write_json(results_path(out_profile, name), {
             "notebook": name, "profile": profile, "parameters": params[name], "measurements": recorded,
-            "cache_key": key, "wall_time_s": round(seconds, 2),
+            "cache_key": key, "wall_time_s": round(seconds, 2), "training": training_summary(training_log),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
         nb = nbformat.read(executed_tmp, as_version=4)
@@ -257,6 +261,14 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
     bar.close()
     _print_summary(reports, out)
     return reports
+
+
+def training_summary(log: Path) -> dict[str, float]:
+    """Models a chapter trained and loaded from the cache, and the seconds spent training (from the training log)."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    trained = [e for e in lines if not e["from_cache"]]
+    return {"trained": len(trained), "loaded": len(lines) - len(trained),
+            "train_seconds": round(sum(e["seconds"] for e in trained), 2)}
 
 
 def _print_summary(reports: list[RunReport], out) -> None:

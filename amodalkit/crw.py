@@ -423,6 +423,39 @@ def noise_videos(like: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.randint(0, 256, tuple(like.shape), generator=g, dtype=torch.uint8)
 
 
+def walk_loss_drop(recipe: Recipe, train_videos: torch.Tensor, val_videos: torch.Tensor, *, seed: int,
+                   data_key: dict) -> dict:
+    """Train (or load) one run and measure how far it solves the walk: the relative drop of the validation walk loss
+    from the run's initial weights to its selected weights, 1 - L_trained / L_init.
+
+    Returns:
+        dict(before, after, drop, result), result the :class:`amodalkit.train.TrainResult`.
+    """
+    with torch.no_grad():
+        before = validation_loss(initial_model(recipe, seed).eval(), val_videos, recipe)
+    result = train_crw(recipe, train_videos, val_videos, seed=seed, data_key=data_key)
+    after = result.best_val_loss  # the selected weights' validation walk loss, recorded by the training loop
+    return dict(before=before, after=after, drop=1 - after / before, result=result)
+
+
+def noise_split(data: "VosData", seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Noise videos shaped like a seed's training and validation videos, and their cache key (App. C's control)."""
+    return (noise_videos(data.train, seed + 10_000), noise_videos(data.val, seed + 20_000),
+            {**data.key, "videos": "noise"})
+
+
+def correspondence_margin(recipe: Recipe, data: "VosData", seed: int) -> dict:
+    """The gate of the claims about trained CRW features: did the run learn correspondence or a shortcut?
+
+    Noise videos hold nothing to track, so the walk-loss drop the same recipe reaches on them is what the loss
+    gains without correspondence. Returns dict(vos, noise, margin) with margin = drop on vos - drop on noise.
+    """
+    vos = walk_loss_drop(recipe, data.train, data.val, seed=seed, data_key=data.key)["drop"]
+    train_noise, val_noise, key = noise_split(data, seed)
+    noise = walk_loss_drop(recipe, train_noise, val_noise, seed=seed, data_key=key)["drop"]
+    return dict(vos=vos, noise=noise, margin=vos - noise)
+
+
 def feature_fn(model: CRW | None, layer: str = "res3", scale: float = 1.0, batch: int = 8):
     """``frames (T, H, W, 3) uint8 -> (T, C, h, w)`` features for :func:`amodalkit.propagation.evaluate_clips`.
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 MEASUREMENTS_ENV = "AMODALKIT_MEASUREMENTS"
+TRAINING_LOG_ENV = "AMODALKIT_TRAINING_LOG"  # where train_cached logs each model it trains or loads
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

@@ -14,7 +14,8 @@ Shapes: B batch (objects), T frames, H x W pixels. Masks are float probabilities
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -451,13 +452,8 @@ class SaVosNet(nn.Module):
         self.flow_tower, self.flow_fc = ConvTower(2, base, size), nn.Linear(top, emb)
         self.flow_join, self.flow_decoder = nn.Linear(2 * emb, top), DeconvTower(2, base, size)
 
-    def direction(self, frames: torch.Tensor, visible: torch.Tensor, flow: torch.Tensor) -> Direction:
-        """One pass in the given time order.
-
-        Args:
-            frames: (N, T, 3, h, w) float RGB in [-0.5, 0.5]; visible: (N, T, h, w) in [0, 1];
-            flow: (N, T, 2, h, w) the observed flow of each frame to the next in this order, crop pixels.
-        """
+    def embed(self, frames: torch.Tensor, visible: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """The per-frame embeddings e_t fed to the temporal module: (N, T, 8 base), inputs zeroed as the variant says."""
         n, t = visible.shape[:2]
         if frames.shape[-2:] != self.size or visible.shape[-2:] != self.size:
             raise ValueError(f"SaVosNet: crops must be {self.size}, got frames {tuple(frames.shape)}, visible {tuple(visible.shape)}")
@@ -466,8 +462,33 @@ class SaVosNet(nn.Module):
         if not self.variant.flow_input:
             flow = torch.zeros_like(flow)
         x = torch.cat([frames, visible[:, :, None], flow * _FLOW_INPUT_SCALE], dim=2).flatten(0, 1)
-        e = self.embed_fc(self.embed_tower(x)).view(n, t, -1)
-        h = self.temporal(e)[0] if self.variant.temporal else self.temporal(e)
+        return self.embed_fc(self.embed_tower(x)).view(n, t, -1)
+
+    def history_states(self, e: torch.Tensor, donor: torch.Tensor | None = None) -> torch.Tensor:
+        """h_t for every frame (N, T, E). With ``donor`` (N, T', E), T' >= T - 1, the history of frame t (the frames
+        before it) is the donor's first t embeddings instead of its own: the reliance probe of the temporal module."""
+        if not self.variant.temporal:
+            return self.temporal(e)  # each frame's state is a function of that frame alone: no history to swap
+        if donor is None:
+            return self.temporal(e)[0]
+        return torch.stack([self.temporal(torch.cat([donor[:, :t], e[:, t:t + 1]], 1))[0][:, -1]
+                            for t in range(e.shape[1])], 1)
+
+    def direction(self, frames: torch.Tensor, visible: torch.Tensor, flow: torch.Tensor,
+                  donor_embedding: torch.Tensor | None = None) -> Direction:
+        """One pass in the given time order.
+
+        Args:
+            frames: (N, T, 3, h, w) float RGB in [-0.5, 0.5]; visible: (N, T, h, w) in [0, 1];
+            flow: (N, T, 2, h, w) the observed flow of each frame to the next in this order, crop pixels.
+            donor_embedding: (N, T, E) another clip's embeddings in the same time order, to replace each
+                frame's history (see :meth:`history_states`); None: the clip's own.
+        """
+        n, t = visible.shape[:2]
+        e = self.embed(frames, visible, flow)
+        if not self.variant.flow_input:
+            flow = torch.zeros_like(flow)
+        h = self.history_states(e, donor_embedding)
         hf = h.flatten(0, 1)
         m = self.mask_fc(self.mask_tower(visible.flatten(0, 1)[:, None]))
         out = self.mask_decoder(F.leaky_relu(self.mask_join(torch.cat([m, hf], 1)), 0.2)).view(n, t, 2, *self.size)
@@ -533,15 +554,25 @@ class TrackBatch:
         return (1 - self.others).clamp(0, 1)
 
 
+def _track_row(track, index: np.ndarray) -> tuple:
+    return (track.frames[index].transpose(0, 3, 1, 2).astype(np.float32) / 255 - 0.5, track.visible[index],
+            track.others[index], track.amodal[index], track.flow_fwd[index], track.flow_bwd[index], track.boxes[index])
+
+
+def _stack(rows: list[tuple]) -> TrackBatch:
+    return TrackBatch(*(torch.from_numpy(np.ascontiguousarray(np.stack(col))).float() for col in zip(*rows)))
+
+
 def track_batch(tracks, starts=None, length: int | None = None) -> TrackBatch:
     """Stack windows [start, start + length) of tracks (whole tracks of one length when not given)."""
     starts = [0] * len(tracks) if starts is None else starts
-    rows = []
-    for track, s in zip(tracks, starts):
-        e = s + (length or len(track.frame_index))
-        rows.append((track.frames[s:e].transpose(0, 3, 1, 2).astype(np.float32) / 255 - 0.5, track.visible[s:e],
-                     track.others[s:e], track.amodal[s:e], track.flow_fwd[s:e], track.flow_bwd[s:e], track.boxes[s:e]))
-    return TrackBatch(*(torch.from_numpy(np.ascontiguousarray(np.stack(col))).float() for col in zip(*rows)))
+    return _stack([_track_row(track, np.arange(s, s + (length or len(track.frame_index))))
+                   for track, s in zip(tracks, starts)])
+
+
+def cycled_batch(track, length: int) -> TrackBatch:
+    """One track's frames repeated cyclically to ``length`` frames (a donor history for a track of that length)."""
+    return _stack([_track_row(track, np.arange(length) % len(track.frame_index))])
 
 
 def _flip(x: torch.Tensor) -> torch.Tensor:
@@ -568,13 +599,21 @@ class Prediction:
     masks: torch.Tensor
 
 
-def predict(model: SaVosNet, batch: TrackBatch) -> Prediction:
+def predict(model: SaVosNet, batch: TrackBatch, donor: TrackBatch | None = None) -> Prediction:
     """Run the forward (and backward) pass and fuse: each pass's mask of frame t is warped to its
     next frame (t + 1 forward, t - 1 backward) and the two predictions of a frame are mixed by a
-    softmax over their warped alpha logits."""
+    softmax over their warped alpha logits.
+
+    donor: windows of other tracks, as long as ``batch``'s: each frame's history in each pass is
+    taken from them (the history-swap probe; see :func:`reliance_probes`).
+    """
     n, t_len, h, w = batch.visible.shape
     boxes = batch.boxes
-    fwd = model.direction(batch.frames, batch.visible, batch.flow_fwd)
+    donor_fwd = donor_bwd = None
+    if donor is not None:
+        donor_fwd = model.embed(donor.frames, donor.visible, donor.flow_fwd)
+        donor_bwd = model.embed(_flip(donor.frames), _flip(donor.visible), _flip(donor.flow_bwd))
+    fwd = model.direction(batch.frames, batch.visible, batch.flow_fwd, donor_fwd)
 
     def warped(direction: Direction, src: slice, dst: slice) -> torch.Tensor:
         vals = torch.stack([torch.sigmoid(direction.mask_logits), direction.alpha_logits], 2)[:, src]
@@ -588,7 +627,7 @@ def predict(model: SaVosNet, batch: TrackBatch) -> Prediction:
     valid = torch.zeros(t_len, dtype=torch.bool)
     valid[1:] = True
     if model.variant.bidirectional:
-        raw = model.direction(_flip(batch.frames), _flip(batch.visible), _flip(batch.flow_bwd))
+        raw = model.direction(_flip(batch.frames), _flip(batch.visible), _flip(batch.flow_bwd), donor_bwd)
         bwd = Direction(_flip(raw.mask_logits), _flip(raw.alpha_logits), _flip(raw.flow), _flip(raw.embedding))
         bwd_prev = torch.cat([warped(bwd, slice(1, None), slice(0, -1)), empty], 1)  # frame T-1 missing
         weights = torch.softmax(torch.stack([fwd_next[:, :, 1], bwd_prev[:, :, 1]], 2), dim=2)
@@ -935,12 +974,13 @@ def train_variant(name: str, data: WorldTracks, recipe: SaVosRecipe, seed: int, 
 
 
 @torch.no_grad()
-def crop_predictions(model: nn.Module, variant: Variant, track) -> np.ndarray:
+def crop_predictions(model: nn.Module, variant: Variant, track, donor=None) -> np.ndarray:
     """(N, h, w) amodal probabilities of every frame of a track in its crops.
 
     SaVos-loss rows: the fused prediction (frames 1..N-2 have both passes; each frame's prediction
     is made without its own visible mask). Self-Deocclusion-loss rows: the completer's output of
     each frame (the SaVos network) or PCNet-M's completion from [visible mask, other objects' masks].
+    donor: another track whose frames replace each frame's history (SaVos networks; see :func:`reliance_probes`).
     """
     dev = next(model.parameters()).device
     model.eval()
@@ -948,7 +988,7 @@ def crop_predictions(model: nn.Module, variant: Variant, track) -> np.ndarray:
     if variant.architecture == "pcnet":
         x = torch.stack([batch.visible[0], batch.others[0]], 1)
         return torch.sigmoid(model(x))[:, 0].cpu().numpy()
-    pred = predict(model, batch)
+    pred = predict(model, batch, None if donor is None else cycled_batch(donor, len(track.frame_index)).to(dev))
     out = pred.masks if variant.loss == "deocclusion" else pred.fused
     return out[0].cpu().numpy()
 
@@ -1008,12 +1048,77 @@ def score_tracks(data: WorldTracks, image_predictions) -> Scores:
     return Scores(np.array(keys, dtype=int).reshape(-1, 3), np.array(full), np.array(occluded), np.array(occlusion))
 
 
-def image_predictions(model: nn.Module, variant: Variant, data: WorldTracks) -> list[np.ndarray]:
-    """Each test track's crop predictions pasted back into the image: (N, H, W) per track."""
+def image_predictions(model: nn.Module, variant: Variant, data: WorldTracks, donors: list | None = None) -> list[np.ndarray]:
+    """Each test track's crop predictions pasted back into the image: (N, H, W) per track.
+
+    donors: one donor track per test track, whose frames replace the history (the history-swap probe).
+    """
     out = []
-    for i, track in data.tracks["test"]:
+    for j, (i, track) in enumerate(data.tracks["test"]):
         h, w = data.clips["test"][i].frames.shape[1:3]
-        out.append(track.paste(crop_predictions(model, variant, track), h, w))
+        donor = None if donors is None else donors[j]
+        out.append(track.paste(crop_predictions(model, variant, track, donor), h, w))
+    return out
+
+
+RELIANCE_PROBES = {
+    "history": "each frame's history (the frames before it, in each pass) taken from a track of another clip",
+    "flow": "the flow input zeroed (network input and base flow, as in the no_flow row)",
+    "image": "the RGB input zeroed (as in the no_image row)",
+}
+
+
+@contextmanager
+def switched_inputs(model: SaVosNet, **switches: bool):
+    """Switch a trained SaVos network's inputs off for a test-time probe (``flow_input=False``, ``image_input=False``);
+    the variant is restored on exit."""
+    unknown = set(switches) - {"flow_input", "image_input"}
+    if unknown:
+        raise ValueError(f"switched_inputs: only flow_input and image_input can be switched at test time, got {sorted(unknown)}")
+    saved = model.variant
+    model.variant = replace(saved, **switches)
+    try:
+        yield model
+    finally:
+        model.variant = saved
+
+
+def donor_tracks(data: WorldTracks) -> list:
+    """For each test track, a donor: the next test track (in order, cyclically) that comes from another clip, else
+    the next other track. Raises ValueError with fewer than two test tracks."""
+    tracks = data.tracks["test"]
+    if len(tracks) < 2:
+        raise ValueError(f"{data.world} (seed {data.seed}): the history probe needs at least 2 test tracks, got {len(tracks)}")
+    donors = []
+    for j, (clip, _) in enumerate(tracks):
+        order = [(j + k) % len(tracks) for k in range(1, len(tracks))]
+        pick = next((m for m in order if tracks[m][0] != clip), order[0])
+        donors.append(tracks[pick][1])
+    return donors
+
+
+def reliance_probes(model: SaVosNet, data: WorldTracks) -> dict[str, float]:
+    """How much a trained SaVos model uses each input: the occluded frame-level mIoU on the test tracks, intact, and
+    its drop when one input is taken away at test time (no retraining; see ``RELIANCE_PROBES``).
+
+    A model whose mIoU does not drop without an input does not use it, so ablating that input in training cannot
+    show what the input is worth: these drops are the gates of the ablation claims.
+
+    Returns:
+        {"intact": mIoU, "history": drop, "flow": drop, "image": drop}; a drop is intact minus probed.
+    """
+    if not isinstance(model, SaVosNet):
+        raise ValueError(f"reliance_probes: needs a SaVos network, got {type(model).__name__}")
+    variant = model.variant
+
+    def miou(**kwargs) -> float:
+        return score_tracks(data, image_predictions(model, variant, data, **kwargs)).miou("occluded")
+
+    intact = miou()
+    out = {"intact": intact, "history": intact - miou(donors=donor_tracks(data))}
+    for probe, switch in (("flow", "flow_input"), ("image", "image_input")):
+        with switched_inputs(model, **{switch: False}):
+            out[probe] = intact - miou()
     return out
 
 

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from . import progress
+from .results import TRAINING_LOG_ENV
 
 
 class TrainingError(RuntimeError):
@@ -185,6 +187,29 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     return result
 
 
+def plateau_improvement(history: dict[str, list], tail: float = 0.2) -> float:
+    """How much the best validation loss still improved over the last ``tail`` of the steps, relative to it:
+    (best up to step (1 - tail) S - best overall) / |best up to (1 - tail) S|, S the last validated step.
+
+    0 means the run had plateaued (no better weights late); a value of 0.05 means the late steps still bought 5%.
+    The convergence gates use it.
+
+    Raises:
+        ValueError: no validation, or none at or before the (1 - tail) mark.
+    """
+    steps, losses = history.get("val_step") or [], history.get("val_loss") or []
+    if not losses:
+        raise ValueError("plateau_improvement: the history has no validation losses (train with validate=...)")
+    if not 0 < tail < 1:
+        raise ValueError(f"plateau_improvement: tail must be in (0, 1), got {tail}")
+    mark = (1 - tail) * max(steps)
+    early = [loss for step, loss in zip(steps, losses) if step <= mark]
+    if not early:
+        raise ValueError(f"plateau_improvement: no validation at or before step {mark:g} (validate more often)")
+    best_early = min(early)
+    return (best_early - min(losses)) / abs(best_early) if best_early else 0.0
+
+
 def config_key(config: dict[str, Any], code: tuple[str, ...] = ()) -> str:
     """A hash of a training configuration and of the source files it depends on (paths in the package)."""
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
@@ -209,7 +234,20 @@ def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
         model.to(train_kwargs.get("run_device") or device())
+        _log_training(name, True, 0.0)
         return TrainResult(model=model, history=saved["history"], best_step=saved["best_step"], from_cache=True)
     train_kwargs.setdefault("seed", config.get("seed", 0))
-    return train(model, loss_fn, checkpoint=path, desc=train_kwargs.pop("desc", name), **train_kwargs)
+    start = time.perf_counter()
+    result = train(model, loss_fn, checkpoint=path, desc=train_kwargs.pop("desc", name), **train_kwargs)
+    _log_training(name, False, time.perf_counter() - start)
+    return result
+
+
+def _log_training(name: str, from_cache: bool, seconds: float) -> None:
+    """One JSON line per model a chapter trained or loaded, where the book runner asks (so each chapter's recorded
+    wall time says how much of it was training)."""
+    target = os.environ.get(TRAINING_LOG_ENV)
+    if target:
+        with open(target, "a") as handle:
+            handle.write(json.dumps(dict(name=name, from_cache=from_cache, seconds=round(seconds, 2))) + "\n")
 
