@@ -203,9 +203,11 @@ def _replica_section(results, replica_results, replica, stale, label, where, out
              "runs is **not settled**: its verdict depends on rounding, and the tables below mark it.", ""]
     if stale:
         lines += [f"Not compared (the re-run is of other code or parameters): {', '.join(f'`{s}`' for s in stale)}.", ""]
-    if flips:
-        lines += ["| claim | this run | re-run |", "| --- | --- | --- |"]
-        lines += [f"| [`{cid}`](#{anchor(cid)}) | {mark(a)} | {mark(b)} |" for cid, a, b in flips]
+    if flips:  # raw HTML: the anchors are the tables' row ids, which Sphinx does not know
+        rows = "".join(f'<tr><td><a href="#{anchor(cid)}"><code>{html.escape(cid)}</code></a></td>'
+                       f"<td>{_verdict_html(a)}</td><td>{_verdict_html(b)}</td></tr>" for cid, a, b in flips)
+        lines += [_raw(f'<table class="ak-flips"><thead><tr><th>claim</th><th>this run</th><th>re-run ({html.escape(label)})'
+                       f"</th></tr></thead><tbody>{rows}</tbody></table>")]
     else:
         lines += ["No verdict changed between the two runs."]
     return lines + [""]

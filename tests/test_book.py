@@ -39,6 +39,10 @@ def test_claims_page_and_html(smoke_book):
     assert (html_dir / "widgets" / "embed-amd.js").is_file()
     chapter = (html_dir / "chapters" / "savos_theorem1.html").read_text()
     assert "widgets/embed-amd.js" in chapter and "cdn" not in chapter.split("embed-amd.js")[0][-300:]
+    # the chapter leads with its claims; code is collapsed; the run's parameters are summarised
+    assert chapter.index("Claims tested in this chapter") < chapter.index("tag_hide-input")
+    assert 'id="claim-savos-thm1-exact"' in chapter and "Ran with the <strong>smoke</strong> profile" in chapter
+    assert "tag_parameters" not in chapter
 
 
 @pytest.fixture
@@ -95,3 +99,22 @@ def test_unknown_only_name_is_an_error():
 
 def test_every_chapter_has_a_notebook_and_vice_versa():
     assert set(book.notebook_names()) == set(profiles.NOTEBOOKS)
+
+
+def test_prepare_chapter_puts_claims_first_and_collapses_code():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title\n\nIntro text."), nbformat.v4.new_code_cell("seeds = 3"),
+                nbformat.v4.new_code_cell("seeds = 1"), nbformat.v4.new_code_cell("import numpy"),
+                nbformat.v4.new_code_cell("shown()")]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nb.cells[2].metadata["tags"] = ["injected-parameters"]
+    nb.cells[4].metadata["tags"] = ["show-input"]
+    nb.metadata["amodalkit"] = {"profile": "quick", "parameters": {"seeds": 1, "trials": 5}, "wall_time_s": 12.3}
+    book.prepare_chapter(nb, "crw_theory", "quick", {}, None)
+    assert [c.cell_type for c in nb.cells[:3]] == ["markdown"] * 3
+    assert nb.cells[0].source == "# Title" and "Claims tested in this chapter" in nb.cells[1].source
+    assert 'id="claim-crw-a-identical-negatives"' in nb.cells[1].source and nb.cells[2].source == "Intro text."
+    params, injected, imports, shown = nb.cells[3:]
+    assert "remove-cell" in params.metadata.tags and "hide-input" in injected.metadata.tags
+    assert injected.outputs[0]["data"]["text/markdown"].startswith("Ran with the **quick** profile: seeds 1, trials 5")
+    assert "hide-input" in imports.metadata.tags and "hide-input" not in shown.metadata.tags

@@ -26,7 +26,8 @@ def browser_context():
         pytest.fail("chromium is not installed: `make test` installs Debian's chromium (apt-get install chromium)")
     with tempfile.TemporaryDirectory() as profile, playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(profile, executable_path=chromium, headless=True,
-                                                       args=CHROMIUM_FLAGS)
+                                                       args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(60_000)  # a first start just after installing chromium, under load, is slow
         yield context
         context.close()
 
@@ -40,12 +41,16 @@ def pages(smoke_book):
 
 
 def open_page(context, path):
+    """Open a page and wait for what the tests read: the load event, then MathJax's typesetting where the page has
+    math (not network idle: a file:// page has no network, and idle-waiting timed out once under load)."""
     requests, errors = [], []
     page = context.new_page()
     page.on("request", lambda r: requests.append(r.url))
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(path.as_uri(), wait_until="load")
-    page.wait_for_load_state("networkidle")
+    page.goto(path.as_uri(), wait_until="load", timeout=60_000)
+    if page.locator(".math").count():  # MathJax typesets asynchronously
+        page.wait_for_selector("mjx-container", state="attached", timeout=60_000)
+        page.wait_for_function("() => !document.querySelector('.math:not(:has(mjx-container))')", timeout=60_000)
     return page, requests, errors
 
 
@@ -56,9 +61,6 @@ def test_every_page_renders_offline(browser_context, pages):
         leaving = [u for u in requests if not u.startswith(LOCAL_SCHEMES)]
         assert not leaving, f"{path.name} requested {leaving}"
         assert not errors, f"{path.name}: JavaScript errors {errors}"
-        if page.locator(".math").count():  # MathJax typesets asynchronously
-            page.wait_for_selector("mjx-container", state="attached", timeout=15000)
-            page.wait_for_function("() => !document.querySelector('.math:not(:has(mjx-container))')", timeout=15000)
         text = page.evaluate("() => document.querySelector('main, article, body').innerText")
         assert not page.evaluate(f"t => {RAW_TEX}.test(t)", text), f"{path.name}: raw TeX left on the page"
         broken = page.evaluate("() => Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
@@ -70,7 +72,6 @@ def test_every_page_renders_offline(browser_context, pages):
 def test_theorem_chapter_has_math_and_figures(browser_context, pages):
     path = next(p for p in pages if p.name == "savos_theorem1.html")
     page, _, _ = open_page(browser_context, path)
-    page.wait_for_selector("mjx-container", state="attached", timeout=15000)
     assert page.locator("mjx-container").count() >= 10
     assert page.evaluate("() => document.querySelectorAll('img[src*=\"_images\"]').length") >= 4
     page.close()
@@ -81,8 +82,8 @@ def test_widget_reacts_without_a_kernel(browser_context, pages):
     path = next(p for p in pages if p.name == "savos_theorem1.html")
     page, requests, errors = open_page(browser_context, path)
     explorer = page.locator(".amodalkit-explorer").first
-    explorer.wait_for(state="visible", timeout=20000)
-    page.wait_for_function("() => document.querySelector('.amodalkit-explorer img')", timeout=20000)
+    explorer.wait_for(state="visible", timeout=60_000)  # the widget manager renders it after load
+    page.wait_for_function("() => document.querySelector('.amodalkit-explorer img')", timeout=60_000)
     # one image per grid layer, in order: frame, visible, amodal (off: a blank image), predicted
     before = explorer.evaluate(VISIBLE_IMAGES)
     assert len(before) == 4, f"frame + 3 layers expected, got {len(before)}"
@@ -102,3 +103,37 @@ def test_widget_reacts_without_a_kernel(browser_context, pages):
     assert not [u for u in requests if not u.startswith(LOCAL_SCHEMES)]
     assert not errors
     page.close()
+
+
+TABLE_OVERFLOW = """() => Array.from(document.querySelectorAll('main table, article table')).map(t => {
+    const box = t.closest('article, main, .bd-article') || t.parentElement;
+    return {width: t.getBoundingClientRect().width, room: box.clientWidth, cls: t.className};
+}).filter(t => t.width > t.room + 1)"""
+
+
+@pytest.mark.slow
+def test_claims_page_fits_1280_px_and_its_links_land(browser_context, pages):
+    path = next(p for p in pages if p.name == "claims.html")
+    page, _, errors = open_page(browser_context, path)
+    assert page.viewport_size["width"] == 1280
+    assert page.locator("table.ak-claims").count() == 5, "one claims table per paper"
+    assert page.evaluate(TABLE_OVERFLOW) == [], "a table is wider than its column"
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scrollbar"
+    assert page.locator(".ak-bar-row").count() == 5, "a verdict bar per paper"
+    # the details of a claim open on a click and hold its rule
+    details = page.locator("tr.ak-details details").first
+    details.locator("summary").click()
+    assert details.evaluate("d => d.open") and "Rule" in details.inner_text()
+    links = page.evaluate("() => Array.from(document.querySelectorAll('table.ak-claims a[href*=\"chapters/\"]')).map(a => a.getAttribute('href'))")
+    assert links, "claims link to their chapters"
+    for href in sorted(set(links)):
+        target, _, anchor = href.partition("#")
+        chapter, _, _ = open_page(browser_context, path.parent / target)
+        assert chapter.locator(f"[id='{anchor}']").count() == 1, f"{href}: no such claim in the chapter's box"
+        assert chapter.evaluate(TABLE_OVERFLOW) == [], f"{target}: a table is wider than its column"
+        chapter.close()
+    assert not errors
+    page.close()
+    differences, _, _ = open_page(browser_context, path.parent / "differences.html")
+    assert differences.locator("table").count() >= 4 and differences.evaluate(TABLE_OVERFLOW) == []
+    differences.close()

@@ -130,18 +130,45 @@ def test_pixel_features_are_normalised_blocks():
     assert torch.allclose(feats[0, :, 1, 1], torch.nn.functional.normalize(block.reshape(-1), dim=0), atol=1e-6)
 
 
-def test_walk_training_lowers_the_walk_loss_on_a_static_video():
+def test_walk_training_lowers_the_walk_loss():
+    """Training lowers the validation walk loss: the median drop over 5 seeds exceeds 0.2 nats.
+
+    Short training of a BatchNorm network on 4-frame videos is chaotic, so one seeded run lands elsewhere on
+    another CPU's floating-point path (a single run at lr 1e-2 gave drops from 0.13 to 0.77 across paths and
+    seeds). At lr 1e-3 for 60 steps the median of 5 seeds measured 0.49-0.55 under the native kernels,
+    ATEN_CPU_CAPABILITY=default and avx2 (oneDNN capped at AVX2), with 1 and 2 threads, and no single seed fell
+    below 0.33; the loss starts near log 9 = 2.2 (a uniform walk over 9 nodes), so 0.2 is a drop of 9%.
+    """
     from amodalkit.crw import CRW, Recipe, validation_loss, walk_loss_on
     from amodalkit.train import train
 
-    torch.manual_seed(0)
-    videos = torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)
-    recipe = Recipe(crop=32, patch=16, grid=3, batch=2, width=4, dim=8, steps=30, lr=1e-2, edge_dropout=0.0, clip_len=3)
-    model = CRW(recipe.width, recipe.dim)
-    # batch statistics (train-mode BN): 30 steps are too few for the running averages to settle
-    before = validation_loss(model.train(), videos, recipe)
-    train(model, lambda m, s, g: walk_loss_on(m, videos, recipe, g), steps=recipe.steps, lr=recipe.lr, seed=0)
-    assert validation_loss(model.train(), videos, recipe) < before - 0.3
+    drops = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        videos = torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)
+        recipe = Recipe(crop=32, patch=16, grid=3, batch=2, width=4, dim=8, steps=60, lr=1e-3, edge_dropout=0.0,
+                        clip_len=3)
+        model = CRW(recipe.width, recipe.dim)
+        # batch statistics (train-mode BN): 60 steps are too few for the running averages to settle
+        before = validation_loss(model.train(), videos, recipe)
+        train(model, lambda m, s, g: walk_loss_on(m, videos, recipe, g), steps=recipe.steps, lr=recipe.lr, seed=seed)
+        drops.append(before - validation_loss(model.train(), videos, recipe))
+    assert sorted(drops)[2] > 0.2, f"drops per seed {drops}"
+
+
+def test_walk_loss_drop_and_correspondence_margin(monkeypatch, tmp_path):
+    """The gate's arithmetic: drop = 1 - after / before per run, margin = drop on vos - drop on noise."""
+    from amodalkit import crw
+
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    videos = torch.randint(0, 256, (2, 5, 32, 32, 3), dtype=torch.uint8)
+    data = crw.VosData(videos, videos[:1], [], dict(world="toy"))
+    recipe = crw.Recipe(crop=32, patch=16, grid=3, batch=2, width=4, dim=8, steps=2, lr=1e-3, clip_len=3, stride=1)
+    run = crw.walk_loss_drop(recipe, data.train, data.val, seed=0, data_key=data.key)
+    assert run["drop"] == pytest.approx(1 - run["after"] / run["before"]) and run["after"] == run["result"].best_val_loss
+    gate = crw.correspondence_margin(recipe, data, seed=0)
+    assert gate["vos"] == pytest.approx(run["drop"])  # the same cached run
+    assert gate["margin"] == pytest.approx(gate["vos"] - gate["noise"]) and gate["noise"] != gate["vos"]
 
 
 def test_test_time_training_tunes_a_copy():

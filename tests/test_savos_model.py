@@ -282,3 +282,51 @@ def test_tracks_of_a_world_and_their_scores():
 def test_unknown_variant_is_named():
     with pytest.raises(ValueError, match="unknown SaVos variant"):
         savos.train_variant("no_lstm", None, savos.SaVosRecipe(), 0, {})
+
+
+# ------------------------------------------------------------------------------- reliance probes
+
+
+def test_history_swap_with_the_own_history_changes_nothing():
+    torch.manual_seed(0)
+    model = savos.SaVosNet((16, 32), 4).eval()
+    batch = random_batch(t=6)
+    with torch.no_grad():
+        plain = savos.predict(model, batch)
+        own = savos.predict(model, batch, donor=batch)  # each frame's history is its own: the same states
+        other = savos.predict(model, batch, donor=random_batch(t=6, seed=1))
+    assert torch.allclose(plain.fused, own.fused, atol=1e-5)
+    assert not torch.allclose(plain.fused, other.fused, atol=1e-5)  # another clip's past moves the prediction
+    with torch.no_grad():  # frame 0 has no history: its forward state does not depend on the donor
+        e = model.embed(batch.frames, batch.visible, batch.flow_fwd)
+        swapped = model.history_states(e, model.embed(*(random_batch(t=6, seed=1).frames, batch.visible, batch.flow_fwd)))
+    assert torch.allclose(swapped[:, 0], model.history_states(e)[:, 0], atol=1e-6)
+
+
+def test_switched_inputs_equal_the_ablated_variant_and_are_restored():
+    torch.manual_seed(0)
+    model = savos.SaVosNet((16, 32), 4).eval()
+    ablated = savos.SaVosNet((16, 32), 4, savos.Variant(flow_input=False)).eval()
+    ablated.load_state_dict(model.state_dict())
+    batch = random_batch(t=5)
+    with torch.no_grad(), savos.switched_inputs(model, flow_input=False):
+        probed = savos.predict(model, batch).fused
+    assert model.variant == savos.Variant()
+    with torch.no_grad():
+        assert torch.equal(probed, savos.predict(ablated, batch).fused)
+    with pytest.raises(ValueError, match="only flow_input and image_input"):
+        with savos.switched_inputs(model, temporal=False):
+            pass
+
+
+def test_reliance_probes_of_a_per_frame_model_find_no_history():
+    data = savos.load_world_tracks("chewing_gum", 0, {"train": 1, "val": 1, "test": 3}, size=(16, 32), window=6)
+    clip_of = {id(track): clip for clip, track in data.tracks["test"]}
+    assert len(set(clip_of.values())) > 1
+    for (clip, track), donor in zip(data.tracks["test"], savos.donor_tracks(data)):
+        assert donor is not track and clip_of[id(donor)] != clip  # a track of another clip
+    torch.manual_seed(0)
+    per_frame = savos.SaVosNet((16, 32), 4, savos.Variant(temporal=False))
+    probes = savos.reliance_probes(per_frame, data)
+    assert probes["history"] == 0.0  # no temporal module: nothing to swap
+    assert set(probes) == {"intact", "history", "flow", "image"} and 0 <= probes["intact"] <= 1

@@ -98,3 +98,31 @@ def test_bad_arguments_are_named():
         train(_model(), _loss, steps=0, lr=1e-2, seed=0)
     with pytest.raises(ValueError, match="lr"):
         train(_model(), _loss, steps=2, lr=0.0, seed=0)
+
+
+def test_plateau_improvement_by_hand():
+    from amodalkit.train import plateau_improvement
+
+    history = {"val_step": [2, 4, 6, 8, 10], "val_loss": [10.0, 8.0, 5.0, 4.0, 3.6]}
+    # best up to step 8 (the 80% mark) is 4.0, best overall 3.6: the last 20% still bought 10%
+    assert plateau_improvement(history) == pytest.approx(0.1)
+    flat = {"val_step": [2, 4, 6, 8, 10], "val_loss": [10.0, 8.0, 5.0, 4.0, 4.2]}
+    assert plateau_improvement(flat) == 0.0
+    with pytest.raises(ValueError, match="no validation losses"):
+        plateau_improvement({"val_step": [], "val_loss": []})
+
+
+def test_the_runner_learns_which_models_were_trained(tmp_path, monkeypatch):
+    import json
+
+    from amodalkit.book import training_summary
+
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("AMODALKIT_TRAINING_LOG", str(log))
+    train_cached("toy", {"seed": 1}, _model, _loss, steps=3, lr=1e-2)
+    train_cached("toy", {"seed": 1}, _model, _loss, steps=3, lr=1e-2)
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["from_cache"] for e in entries] == [False, True]
+    summary = training_summary(log)
+    assert summary["trained"] == 1 and summary["loaded"] == 1 and summary["train_seconds"] >= 0
