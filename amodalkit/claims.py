@@ -23,7 +23,7 @@ Verdicts are only ever computed here; nothing types one by hand.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 REPRODUCED = "reproduced"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .claims import (CLAIMS, NOT_REPRODUCED, NOT_RUN, NOT_TESTABLE, REPRODUCED, VERDICTS, WITHIN_NOISE, Claim,
-                     ClaimOutcome, claims_for, describe, measurement_changes)
+                     ClaimOutcome, claims_for, mean_std, measurement_changes)
 
 # symbols from common text fonts (DejaVu has them), not emoji: the offline book may have no emoji font
 SYMBOL = {REPRODUCED: "✓", NOT_REPRODUCED: "✗", WITHIN_NOISE: "≈", NOT_TESTABLE: "⊘", NOT_RUN: "…"}
@@ -44,11 +44,15 @@ def _verdict_html(verdict: str) -> str:
 
 
 def _failing_gates_html(outcome: ClaimOutcome) -> str:
+    """One short line per failing gate: its measurement, mean ± std over seeds, the seeds that fail, the threshold."""
     lines = []
     for g in outcome.gates:
         if g.status == "fail":
-            lines.append(f'<div class="ak-gate">gate: <code>{html.escape(g.gate.bound.measure.split("/", 1)[1])}</code> '
-                         f"{html.escape(describe(g.values))}, needs {html.escape(g.gate.bound.condition())}</div>")
+            mean, std = mean_std(g.values)
+            failing = sum(not g.gate.bound.holds(v) for v in g.values)
+            lines.append(f'<div class="ak-gate">gate <code>{html.escape(g.gate.bound.measure.split("/", 1)[1])}</code>: '
+                         f"{mean:.2g} ± {std:.1g}, fails on {failing} of {len(g.values)} seeds "
+                         f"(needs {html.escape(g.gate.bound.condition())})</div>")
     return "".join(lines)
 
 
@@ -221,8 +225,8 @@ def chapter_box_html(results: dict[str, dict[str, Any]], notebook: str, replica:
         return ""
     table = claims_table_html(results, claims, set(), replica, replica_label, link_prefix="../claims.html#")
     return (f'<div class="admonition ak-chapter-claims"><p class="admonition-title">Claims tested in this chapter</p>'
-            f"{table}<p>All claims, and how a verdict is computed: <a href=\"../claims.html\">Claims and verdicts</a>."
-            "</p></div>")
+            f'<div class="ak-box-body">{table}<p>All claims, and how a verdict is computed: '
+            '<a href="../claims.html">Claims and verdicts</a>.</p></div></div>')
 
 
 def verdicts_html(results: dict[str, dict[str, Any]], claims: list[Claim]) -> str:
