@@ -254,7 +254,7 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
         })
         nb = nbformat.read(executed_tmp, as_version=4)
         nb.metadata["amodalkit"] = {"profile": profile, "parameters": params[name], "cache_key": key,
-                                    "wall_time_s": round(seconds, 2)}
+                                    "wall_time_s": round(seconds, 2), "training": training_summary(training_log)}
         atomic_write_text(executed_path(out_profile, name), nbformat.writes(nb))
         executed_tmp.unlink()
         reports.append(RunReport(name, "ran", seconds))
@@ -384,13 +384,17 @@ def prepare_chapter(nb, name: str, profile: str, results: dict[str, Any], replic
             tags.append("hide-input")
         if "injected-parameters" in tags:
             meta = nb.metadata.get("amodalkit", {})
-            line = profiles.summary(name, meta.get("parameters", {}), meta.get("profile", profile), meta.get("wall_time_s"))
+            line = profiles.summary(name, meta.get("parameters", {}), meta.get("profile", profile), meta.get("wall_time_s"),
+                                    meta.get("training"))
             cell.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": line, "text/plain": line})]
     box = chapter_box_html(results, name, replica, REPLICA_LABEL)
     if box:  # right under the title: the title line of the first markdown cell is split off
-        at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), 0)
-        first = nb.cells[at] if nb.cells else None
-        if first is not None and first.cell_type == "markdown" and first.source.startswith("# "):
+        at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), None)
+        if at is None:  # no markdown at all: the box goes first
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell("```{raw} html\n" + box + "\n```"))
+            return
+        first = nb.cells[at]
+        if first.source.startswith("# "):
             title, _, rest = first.source.partition("\n")
             first.source = title
             if rest.strip():

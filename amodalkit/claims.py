@@ -130,8 +130,11 @@ def t_test_greater(a: list[float], b: list[float], paired: bool) -> dict[str, fl
         t = math.copysign(math.inf, diff)
     else:
         t = diff / se
-    p_greater = float(stats.t.sf(t, df)) if math.isfinite(t) else (0.0 if t > 0 else 1.0)
-    return dict(diff=diff, spread=spread, t=t, df=df, p_greater=p_greater, p_less=1.0 - p_greater)
+    if math.isfinite(t):
+        p_greater, p_less = float(stats.t.sf(t, df)), float(stats.t.cdf(t, df))
+    else:  # every seed's difference is the same, nonzero: significant in its direction at any n >= 2
+        p_greater, p_less = (0.0, 1.0) if t > 0 else (1.0, 0.0)
+    return dict(diff=diff, spread=spread, t=t, df=df, p_greater=p_greater, p_less=p_less)
 
 
 @dataclass(frozen=True)
@@ -235,15 +238,13 @@ class Greater:
         return self.evaluate(results).verdict
 
 
-_SEVERITY = {NOT_RUN: 0, NOT_REPRODUCED: 1, WITHIN_NOISE: 2, REPRODUCED: 3}
-
-
 @dataclass(frozen=True)
 class AllOf:
     """Every sub-rule reproduced; any not reproduced fails the whole; missing data: not run yet.
 
-    Its headline is the part that decides the verdict: the first part missing or failing, else the
-    weakest part (the largest p of the directions).
+    Its headline is the part that decides the verdict: the first part that is missing or not reproduced;
+    otherwise, among the parts with the claim's verdict, the one with the largest p (a bound counts as p = 1
+    when within noise and p = 0 when reproduced), the first on a tie.
     """
 
     rules: tuple
@@ -265,7 +266,12 @@ class AllOf:
             verdict = REPRODUCED
         else:
             verdict = WITHIN_NOISE
-        deciding = min(parts, key=lambda p: (_SEVERITY[p.verdict], -(p.p if p.p is not None else -1.0)))
+        if verdict in (NOT_RUN, NOT_REPRODUCED):
+            deciding = next(p for p in parts if p.verdict == verdict)
+        else:
+            same = [p for p in parts if p.verdict == verdict]
+            bound_p = 1.0 if verdict == WITHIN_NOISE else 0.0
+            deciding = max(same, key=lambda p: p.p if p.p is not None else bound_p)  # max keeps the first on a tie
         headline = f"{deciding.label}: {deciding.headline}" if deciding.label else deciding.headline
         if len(parts) > 1:
             headline += f" ({'weakest' if verdict == REPRODUCED else 'deciding'} of {len(parts)})"
@@ -290,10 +296,9 @@ class Gate:
         return self.bound.measures()
 
     def evaluate(self, results) -> "GateOutcome":
-        v = _values(results, self.bound.measure)
-        if v is None:
-            return GateOutcome(self, "missing", None)
-        return GateOutcome(self, "pass" if all(self.bound.holds(x) for x in v) else "fail", v)
+        verdict = self.bound.verdict(results)  # reproduced = the bound holds on every seed
+        status = "missing" if verdict == NOT_RUN else "pass" if verdict == REPRODUCED else "fail"
+        return GateOutcome(self, status, _values(results, self.bound.measure))
 
 
 @dataclass(frozen=True)
@@ -383,7 +388,8 @@ _THM = "savos_theorem1"
 _ABL = "savos_ablations"
 _WORLDS = ("fishbowl", "street")
 RELIANCE_MIN_DROP = 0.02
-_RELIANCE_WHAT = {"history": "history (the frames before t) is replaced by another clip's",
+_RELIANCE_WHAT = {"history": "history (the frames before t) is replaced by another clip's track's (another track of the "
+                             "same clip only where the test split has a single clip)",
                   "flow": "flow input is zeroed", "image": "image input is zeroed"}
 
 

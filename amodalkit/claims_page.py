@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .claims import (CLAIMS, NOT_REPRODUCED, NOT_RUN, NOT_TESTABLE, REPRODUCED, VERDICTS, WITHIN_NOISE, Claim,
-                     ClaimOutcome, claims_for, mean_std, measurement_changes)
+                     ClaimOutcome, claims_for, diff, mean_std, measurement_changes)
 
 # symbols from common text fonts (DejaVu has them), not emoji: the offline book may have no emoji font
 SYMBOL = {REPRODUCED: "✓", NOT_REPRODUCED: "✗", WITHIN_NOISE: "≈", NOT_TESTABLE: "⊘", NOT_RUN: "…"}
@@ -135,12 +135,17 @@ def _raw(block: str) -> str:
     return "```{raw} html\n" + block + "\n```\n"
 
 
+def _same_runs(results, replica_results) -> tuple[set[str], list[str]]:
+    """Notebooks run with the same code and parameters in both folders (equal cache keys), and those that were not."""
+    same = {nb for nb, r in results.items()
+            if nb in replica_results and r.get("cache_key") and r.get("cache_key") == replica_results[nb].get("cache_key")}
+    return same, sorted(nb for nb in results if nb in replica_results and nb not in same)
+
+
 def replica_verdicts(results, replica_results) -> tuple[dict[str, str], list[str]]:
     """Verdicts of the re-run for the claims whose notebook ran the same code with the same parameters in both folders
     (equal cache keys), and the notebooks left out because they did not."""
-    same = {nb for nb, r in results.items()
-            if nb in replica_results and r.get("cache_key") and r.get("cache_key") == replica_results[nb].get("cache_key")}
-    stale = sorted(nb for nb in results if nb in replica_results and nb not in same)
+    same, stale = _same_runs(results, replica_results)
     return {c.id: c.verdict(replica_results) for c in CLAIMS if c.notebook in same}, stale
 
 
@@ -158,6 +163,7 @@ def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: 
         replica_label, replica_dir: how the re-run differs, and where its results are (named on the page).
     """
     outcomes = {c.id: c.evaluate(results) for c in CLAIMS}
+    replica_results = replica_results or None  # an empty folder is no re-run
     replica, stale = replica_verdicts(results, replica_results) if replica_results else (None, [])
     papers = list(dict.fromkeys(c.paper for c in CLAIMS))
     counts = {p: Counter(outcomes[c.id].verdict for c in CLAIMS if c.paper == p) for p in papers}
@@ -177,8 +183,9 @@ def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: 
         "everything a claim compares) and may have gates:", "",
         "- a **direction** (A > B) is a one-sided t-test at 95%: paired over seeds when both sides come from the same "
         "seeds, Welch's test otherwise. **Reproduced** when A > B is significant (p < 0.05), **not reproduced** when "
-        "B > A is, **within noise** otherwise (with one seed there is no test). *Ours* shows the mean difference ± the "
-        "std of the per-seed differences, n and p;",
+        "B > A is, **within noise** otherwise (with one seed there is no test; the same nonzero difference on every "
+        "seed counts as significant). *Ours* shows the mean difference ± its spread (paired: the std of the per-seed "
+        "differences; unpaired: √(s_A² + s_B²)), n and p;",
         "- a **bound** (a value at least, at most or between thresholds) must hold for every seed: reproduced when all "
         "seeds hold, not reproduced when none does, within noise when they disagree. *Ours* shows mean ± std (n);",
         "- a claim with several parts needs all of them; *ours* shows the part that decides the verdict;",
@@ -198,13 +205,15 @@ def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: 
 
 
 def _replica_section(results, replica_results, replica, stale, label, where, outcomes) -> list[str]:
+    same, _ = _same_runs(results, replica_results)
     flips = [(cid, outcomes[cid].verdict, v) for cid, v in replica.items() if v != outcomes[cid].verdict]
-    changed, compared = measurement_changes(results, replica_results)
+    changed, compared = measurement_changes({nb: r for nb, r in results.items() if nb in same}, replica_results)
     lines = ["## Does a verdict survive a re-run?", "",
              f"The same profile was run again at the same code from an empty cache with {label} (another floating-point "
-             f"path on the same kind of machine; results in `{where}`). It changed "
-             f"{changed} of {compared} recorded per-seed measurements. A claim whose verdict differs between the two "
-             "runs is **not settled**: its verdict depends on rounding, and the tables below mark it.", ""]
+             f"path on the same kind of machine; results in `{where}`). {len(same)} of {len(results)} chapters ran the "
+             f"same code with the same parameters in both; in them the re-run changed {changed} of {compared} recorded "
+             "per-seed measurements. A claim whose verdict differs between the two runs is **not settled**: its verdict "
+             "depends on rounding, and the tables below mark it.", ""]
     if stale:
         lines += [f"Not compared (the re-run is of other code or parameters): {', '.join(f'`{s}`' for s in stale)}.", ""]
     if flips:  # raw HTML: the anchors are the tables' row ids, which Sphinx does not know
@@ -212,8 +221,10 @@ def _replica_section(results, replica_results, replica, stale, label, where, out
                        f"<td>{_verdict_html(a)}</td><td>{_verdict_html(b)}</td></tr>" for cid, a, b in flips)
         lines += [_raw(f'<table class="ak-flips"><thead><tr><th>claim</th><th>this run</th><th>re-run ({html.escape(label)})'
                        f"</th></tr></thead><tbody>{rows}</tbody></table>")]
+    elif replica:
+        lines += [f"No verdict changed between the two runs ({len(replica)} claims compared)."]
     else:
-        lines += ["No verdict changed between the two runs."]
+        lines += ["No claim could be compared."]
     return lines + [""]
 
 
@@ -243,9 +254,7 @@ def diff_report(dir_a: Path | str, dir_b: Path | str) -> str:
         raise FileNotFoundError(f"no results (*.json) in {dir_a}")
     if not b:
         raise FileNotFoundError(f"no results (*.json) in {dir_b}")
-    va = {c.id: c.verdict(a) for c in CLAIMS}
-    vb = {c.id: c.verdict(b) for c in CLAIMS}
-    flips = [(cid, va[cid], vb[cid]) for cid in va if va[cid] != vb[cid]]
+    flips = diff(a, b)
     changed, compared = measurement_changes(a, b)
     keys = [nb for nb in sorted(set(a) & set(b)) if a[nb].get("cache_key") != b[nb].get("cache_key")]
     lines = [f"A: {dir_a}", f"B: {dir_b}",

@@ -288,8 +288,10 @@ _SUMMARY_KEYS = ("seeds", "seed", "steps", "steps1", "steps2", "steps3", "map_st
                  "width", "base", "net_width", "batch", "lr", "trials", "n_clips")
 
 
-def summary(notebook: str, params: dict[str, Any], profile: str, wall_time_s: float | None = None) -> str:
-    """One line (markdown) naming the profile a chapter ran with, its main parameters and its wall time.
+def summary(notebook: str, params: dict[str, Any], profile: str, wall_time_s: float | None = None,
+            training: dict | None = None) -> str:
+    """One line (markdown) naming the profile a chapter ran with, its main parameters and its wall time (with how
+    many models it trained and how many it loaded from the model cache, when the runner recorded that).
 
     >>> summary("crw_theory", {"seeds": 3, "trials": 2000, "dim": 128}, "quick", 6.8)
     'Ran with the **quick** profile: seeds 3, trials 2000 (3 parameters in all, from `amodalkit/profiles.py`: show the cell's source for the list) in 6.8 s.'
@@ -301,6 +303,9 @@ def summary(notebook: str, params: dict[str, Any], profile: str, wall_time_s: fl
     text += f" ({len(params)} parameters in all, from `amodalkit/profiles.py`: show the cell's source for the list)"
     if wall_time_s is not None:
         text += f" in {wall_time_s:.0f} s" if wall_time_s >= 10 else f" in {wall_time_s:.1f} s"
+        if training and training.get("trained", 0) + training.get("loaded", 0):
+            text += (f" ({training['trained']} models trained, {training['train_seconds']:.0f} s of it; "
+                     f"{training['loaded']} loaded from the model cache)")
     return text + "."
 
 

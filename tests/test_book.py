@@ -109,12 +109,21 @@ def test_prepare_chapter_puts_claims_first_and_collapses_code():
     nb.cells[1].metadata["tags"] = ["parameters"]
     nb.cells[2].metadata["tags"] = ["injected-parameters"]
     nb.cells[4].metadata["tags"] = ["show-input"]
-    nb.metadata["amodalkit"] = {"profile": "quick", "parameters": {"seeds": 1, "trials": 5}, "wall_time_s": 12.3}
+    nb.metadata["amodalkit"] = {"profile": "quick", "parameters": {"seeds": 1, "trials": 5}, "wall_time_s": 12.3,
+                                "training": {"trained": 2, "loaded": 1, "train_seconds": 9.6}}
     book.prepare_chapter(nb, "crw_theory", "quick", {}, None)
     assert [c.cell_type for c in nb.cells[:3]] == ["markdown"] * 3
     assert nb.cells[0].source == "# Title" and "Claims tested in this chapter" in nb.cells[1].source
     assert 'id="claim-crw-a-identical-negatives"' in nb.cells[1].source and nb.cells[2].source == "Intro text."
     params, injected, imports, shown = nb.cells[3:]
     assert "remove-cell" in params.metadata.tags and "hide-input" in injected.metadata.tags
-    assert injected.outputs[0]["data"]["text/markdown"].startswith("Ran with the **quick** profile: seeds 1, trials 5")
+    line = injected.outputs[0]["data"]["text/markdown"]
+    assert line.startswith("Ran with the **quick** profile: seeds 1, trials 5") and "in 12 s (2 models trained, 10 s of it; 1 loaded" in line
     assert "hide-input" in imports.metadata.tags and "hide-input" not in shown.metadata.tags
+
+
+def test_prepare_chapter_without_markdown_puts_the_box_first():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    book.prepare_chapter(nb, "crw_theory", "quick", {}, None)
+    assert nb.cells[0].cell_type == "markdown" and "Claims tested in this chapter" in nb.cells[0].source

@@ -134,6 +134,13 @@ def test_claims_page_fits_1280_px_and_its_links_land(browser_context, pages):
         assert chapter.locator(f"[id='{anchor}']").count() == 1, f"{href}: no such claim in the chapter's box"
         assert chapter.evaluate(TABLE_OVERFLOW) == [], f"{target}: a table is wider than its column"
         chapter.close()
+    # and a chapter's box links back to the claims page's rows
+    chapter, _, _ = open_page(browser_context, path.parent / links[0].partition("#")[0])
+    back = chapter.evaluate("() => Array.from(document.querySelectorAll('.ak-chapter-claims a[href*=\"claims.html#\"]')).map(a => a.getAttribute('href'))")
+    assert back
+    for href in back:
+        assert page.locator(f"[id='{href.partition('#')[2]}']").count() == 1, f"{href}: no such row on the claims page"
+    chapter.close()
     assert not errors
     page.close()
     differences, _, _ = open_page(browser_context, path.parent / "differences.html")

@@ -142,7 +142,8 @@ def test_gate_thresholds_are_written_in_the_claims_notes():
     for claim in CLAIMS:
         for gate in claim.gates:
             threshold = gate.bound.low if gate.bound.low is not None else gate.bound.high
-            assert f"{threshold:g}" in claim.note or f"{threshold:.0%}" in claim.note, claim.id
+            written = (re.escape(f"{threshold:g}"), re.escape(f"{threshold:.0%}"))
+            assert any(re.search(rf"(?<![\d.]){w}(?![\d])", claim.note) for w in written), claim.id
             assert gate.why, claim.id
 
 
@@ -205,7 +206,7 @@ def test_re_run_flips_are_marked_not_settled_and_stale_notebooks_left_out():
     flips = page[page.index('<table class="ak-flips">'):]
     assert '<a href="#claim-crw-f-local-attention"><code>crw.f.local-attention</code></a>' in flips
     assert flips.index("✓ reproduced") < flips.index("≈ within noise") < flips.index("</table>")
-    assert "It changed 1 of 6 recorded per-seed measurements" in page
+    assert "1 of 1 chapters ran the same code" in page and "changed 1 of 6 recorded per-seed measurements" in page
     rerun["crw_propagation"]["cache_key"] = "other code"
     page = claims_markdown(main, "quick", {"crw_propagation"}, rerun, "ATEN_CPU_CAPABILITY=default", "results/x/")
     assert "⚠ not settled" not in page and "Not compared (the re-run is of other code or parameters): `crw_propagation`" in page
@@ -229,3 +230,27 @@ def test_claims_diff_command(tmp_path, capsys):
     assert "measurements: 3 of 6 per-seed values differ" in out
     assert cli.main(["claims", "diff", str(tmp_path / "a"), str(tmp_path / "missing")]) == 2
     assert "no results" in capsys.readouterr().err
+
+
+def test_an_empty_re_run_folder_is_no_re_run():
+    page = claims_markdown({}, "quick", set(), {}, "ATEN_CPU_CAPABILITY=default", "results/x/")
+    assert "Does a verdict survive a re-run?" not in page
+
+
+def test_re_run_counts_only_notebooks_run_with_the_same_code():
+    seeds = [0, 1, 2]
+    main = {"crw_propagation": {"cache_key": "k1", "measurements": {"jf.local": {"values": [0.6, 0.61, 0.62], "seeds": seeds},
+                                                                      "jf.global": {"values": [0.5] * 3, "seeds": seeds}}}}
+    rerun = {"crw_propagation": {"cache_key": "other", "measurements": {"jf.local": {"values": [0.1] * 3, "seeds": seeds},
+                                                                          "jf.global": {"values": [0.5] * 3, "seeds": seeds}}}}
+    page = claims_markdown(main, "quick", set(), rerun, "ATEN_CPU_CAPABILITY=default", "results/x/")
+    assert "0 of 1 chapters ran the same code" in page and "changed 0 of 0" in page
+    assert "No claim could be compared." in page and "No verdict changed" not in page
+
+
+def test_all_of_headline_takes_the_weakest_direction_first_on_a_tie():
+    r = results(nb__a=[0.9, 0.91, 0.92], nb__b=[0.1, 0.1, 0.1], nb__c=[0.5, 0.52, 0.51], nb__d=[0.1, 0.1, 0.1])
+    outcome = AllOf((Greater("nb/a", "nb/b"), Greater("nb/c", "nb/d"))).evaluate(r)
+    assert outcome.verdict == REPRODUCED and outcome.headline.startswith("c − d:")  # the larger p of the two
+    same = AllOf((AtLeast("nb/a", 0.5), AtLeast("nb/c", 0.5))).evaluate(r)
+    assert same.headline.startswith("a:")  # a tie (two bounds): the first part

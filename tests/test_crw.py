@@ -165,9 +165,15 @@ def test_walk_loss_drop_and_correspondence_margin(monkeypatch, tmp_path):
     data = crw.VosData(videos, videos[:1], [], dict(world="toy"))
     recipe = crw.Recipe(crop=32, patch=16, grid=3, batch=2, width=4, dim=8, steps=2, lr=1e-3, clip_len=3, stride=1)
     run = crw.walk_loss_drop(recipe, data.train, data.val, seed=0, data_key=data.key)
+    with torch.no_grad():  # "before" is the run's own initial weights, scored as the training loop scores
+        assert run["before"] == crw.validation_loss(crw.initial_model(recipe, 0).eval(), data.val, recipe)
     assert run["drop"] == pytest.approx(1 - run["after"] / run["before"]) and run["after"] == run["result"].best_val_loss
     gate = crw.correspondence_margin(recipe, data, seed=0)
     assert gate["vos"] == pytest.approx(run["drop"])  # the same cached run
+    noise_train, noise_val, key = crw.noise_split(data, 0)
+    assert key == {**data.key, "videos": "noise"}
+    noise = crw.walk_loss_drop(recipe, noise_train, noise_val, seed=0, data_key=key)
+    assert noise["result"].from_cache and gate["noise"] == pytest.approx(noise["drop"])  # trained once, on noise
     assert gate["margin"] == pytest.approx(gate["vos"] - gate["noise"]) and gate["noise"] != gate["vos"]
 
 
