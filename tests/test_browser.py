@@ -35,7 +35,8 @@ def browser_context():
 @pytest.fixture(scope="module")
 def pages(smoke_book):
     html = smoke_book.parent
-    found = sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and "widgets" not in p.parts)
+    found = sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and "widgets" not in p.parts
+                   and 'http-equiv="Refresh"' not in p.read_text()[:200])  # index.html only redirects to intro.html
     assert any(p.name == "savos_theorem1.html" for p in found)
     return found
 
@@ -132,7 +133,8 @@ def test_claims_page_fits_1280_px_and_its_links_land(browser_context, pages):
         target, _, anchor = href.partition("#")
         chapter, _, _ = open_page(browser_context, path.parent / target)
         assert chapter.locator(f"[id='{anchor}']").count() == 1, f"{href}: no such claim in the chapter's box"
-        assert chapter.evaluate(TABLE_OVERFLOW) == [], f"{target}: a table is wider than its column"
+        overflow = [t for t in chapter.evaluate(TABLE_OVERFLOW) if t["cls"] == "ak-claims"]
+        assert overflow == [], f"{target}: the claims box's table sticks out of its box"
         chapter.close()
     # and a chapter's box links back to the claims page's rows
     chapter, _, _ = open_page(browser_context, path.parent / links[0].partition("#")[0])
