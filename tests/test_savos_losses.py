@@ -54,11 +54,33 @@ def test_consistency_loss_zero_for_rigidly_moving_mask_and_positive_otherwise():
     assert consistency_loss(warp_sequence(wrong, flow), wrong, distance="l2").item() == pytest.approx(6.0)
 
 
-def test_cumulative_pair_weighting_counts_later_pairs_more():
-    pred = torch.zeros(1, 3, 2, 2); pred[0, :, 0, 0] = 1
-    pred_next = torch.zeros(1, 2, 2, 2); pred_next[0, :, 0, 0] = 1; pred_next[0, 1, 1, 1] = 1  # pair 1: IoU 1/2
-    assert consistency_loss(pred_next, pred).item() == pytest.approx(0.5)
-    assert consistency_loss(pred_next, pred, pair_weighting="cumulative").item() == pytest.approx(2 * 0.5)
+def test_release_pair_weighting_by_hand_on_four_frames():
+    # 1 x 4 masks; pair j compares pred_next[j] (frame j warped) with pred[j + 1]
+    pred = torch.tensor([[0, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.float32)[None, :, None]
+    pred_next = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.float32)[None, :, None]
+    d = [0.5, 0.75, 0.0]  # 1 - IoU: 1/2, 1/4, 1
+    assert consistency_loss(pred_next, pred).item() == pytest.approx(sum(d))
+    # the release: running = running + d_j * count_j; total = total + running, so pair j counts T-1-j times
+    assert consistency_loss(pred_next, pred, pair_weighting="release").item() == pytest.approx(3 * d[0] + 2 * d[1] + d[2])
+    valid = torch.tensor([1.0, 0.0, 1.0])  # the middle pair's frame is padding (count 0)
+    assert consistency_loss(pred_next, pred, pair_weighting="release", pair_valid=valid).item() == pytest.approx(3 * d[0])
+    with pytest.raises(ValueError, match="pair_weighting"):
+        consistency_loss(pred_next, pred, pair_weighting="cumulative")
+
+
+def test_fused_consistency_runs_forward_and_time_flipped_on_the_fused_masks():
+    from amodalkit.savos import Direction, Prediction, fused_consistency
+
+    fused = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.float32)[None, :, None]  # (1, 3, 1, 3)
+    zero_flow = torch.zeros(1, 3, 2, 1, 3)
+    boxes = torch.tensor([0.0, 0.0, 3.0, 1.0]).expand(1, 3, 4)
+    pass_ = Direction(fused, fused, zero_flow, torch.zeros(1, 3, 4))
+    # identity warps: forward pairs (0,1), (1,2): 1 - IoU = 1/2, 2/3; time-flipped pairs (2,1), (1,0): 2/3, 1/2
+    both = Prediction(fused, torch.ones(3, dtype=torch.bool), None, pass_, pass_, fused)
+    assert fused_consistency(both, boxes).item() == pytest.approx((2 * 0.5 + 2 / 3) + (2 * 2 / 3 + 0.5), abs=1e-5)
+    # forward pass only: frame 0 has no prediction, so only the pair (1, 2) counts, and there is no flipped term
+    forward_only = Prediction(fused, torch.tensor([False, True, True]), None, pass_, None, fused)
+    assert fused_consistency(forward_only, boxes).item() == pytest.approx(2 / 3, abs=1e-5)
 
 
 def test_complete_loss_by_hand():

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from amodalkit.data import load_world
-from amodalkit.data.tracks import crop, crop_flow, enlarge_box, mask_box, object_tracks, paste_back
+from amodalkit.data.tracks import (crop, crop_flow, enlarge_box, mask_box, object_tracks, paste_back, track_boxes,
+                                   visible_change)
 from amodalkit.ops import warp
 
 
@@ -66,3 +67,42 @@ def test_filters():
     assert big == []
     with pytest.raises(ValueError, match="scale must be >= 1"):
         object_tracks(clip, scale=0.5)
+
+
+def test_track_boxes_keep_one_size_follow_the_object_and_stay_inside():
+    boxes = np.array([[10, 10, 22, 16], [30, 12, 36, 18], [88, 2, 95, 9]], dtype=float)  # widths 12, 6, 7; heights 6, 6, 7
+    out = track_boxes(boxes, height=40, width=96)
+    sizes = out[:, 2:] - out[:, :2]
+    assert np.allclose(sizes, [12, 7])  # the largest width and height, for every frame
+    assert np.allclose((out[1, :2] + out[1, 2:]) / 2, [33, 15])  # centred on the frame's own box away from the edges
+    assert out[:, [0, 1]].min() >= 0 and (out[:, 2] <= 96).all() and (out[:, 3] <= 40).all()
+    assert np.allclose(out[2], [84, 2, 96, 9])  # shifted, not shrunk, at the right edge
+
+
+def test_track_crops_have_one_scale_and_paste_back_exactly():
+    clip = load_world("fishbowl", "test", seed=1, n_clips=1)[0]
+    h, w = clip.amodal.shape[-2:]
+    for mode in ("track", "frame"):
+        for track in object_tracks(clip, size=(16, 32), boxes=mode):
+            sizes = track.boxes[:, 2:] - track.boxes[:, :2]
+            if mode == "track":
+                assert np.allclose(sizes, sizes[0])
+            ones = track.paste(np.ones((len(track.frame_index), 16, 32), np.float32), h, w)
+            for i, t in enumerate(track.frame_index):  # the pasted crop covers the visible mask it was cut around
+                assert (ones[i] > 0)[clip.visible[t, track.object_index]].all()
+    per_frame = [np.std((tr.amodal.sum((1, 2)))) / np.mean(tr.amodal.sum((1, 2)))
+                 for tr in object_tracks(clip, size=(16, 32), boxes="frame")]
+    per_track = [np.std((tr.amodal.sum((1, 2)))) / np.mean(tr.amodal.sum((1, 2)))
+                 for tr in object_tracks(clip, size=(16, 32), boxes="track")]
+    # the amodal area in crop space jitters with each frame's own box and holds with one box size per track
+    assert np.median(per_track) < np.median(per_frame)
+
+
+def test_visible_change_by_hand():
+    masks = np.zeros((6, 8, 8), bool)
+    for t in range(6):
+        masks[t, 2:4, t:t + 2] = True  # a 2 x 2 square moving right: the same shape every frame
+    masks[5, 2:4, 6] = False  # the last frame loses half of it
+    change = visible_change(masks, lag=4)
+    assert change[:4].tolist() == [0, 0, 0, 0] and change[4] == 0  # moved, not changed
+    assert change[5] == pytest.approx(0.5)  # 1 - IoU of a 2 x 2 square and its left half, aligned at the corner
