@@ -1,0 +1,68 @@
+"""The SaVos package's layout promises: cached models are keyed by exactly the code their training runs, and the
+release's training-track filter scales to our image sizes."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from amodalkit import savos
+from amodalkit.savos.world_tracks import RELEASE_TRAIN_FILTER, train_filter_args
+from amodalkit.train import config_key
+
+PACKAGE = Path(savos.__file__).parent.parent
+
+
+def _relative_imports(path: Path) -> set[str]:
+    """Package files (relative to amodalkit/) that a module imports, at the top or inside functions."""
+    out = set()
+    here = path.parent.relative_to(PACKAGE)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = here
+            for _ in range(node.level - 1):
+                base = base.parent
+            target = base / Path(*(node.module or "").split("."))
+            if node.module is None:  # `from . import name`: the named modules
+                for alias in node.names:
+                    out.add(f"{(target / alias.name).as_posix()}.py")
+            else:
+                out.add(f"{target.as_posix()}.py" if (PACKAGE / f"{target}.py").is_file() else f"{target.as_posix()}/__init__.py")
+    return {p.removeprefix("./") for p in out}
+
+
+def test_the_training_key_covers_every_module_the_training_imports():
+    # what training runs: training.py and, transitively, what it imports; the tracks come with their own digest
+    # (data.key, which hashes world_tracks.py and data/), and train.py counts for every cached model (its own helpers,
+    # the progress bar and atomic writes, do not change what is trained)
+    keyed = set(savos.TRAINING_CODE) | {"train.py"}
+    covered_elsewhere = {"savos/world_tracks.py", "savos/__init__.py"}
+    leaves = {"train.py"}
+    todo, seen = ["savos/training.py"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name in covered_elsewhere:
+            continue
+        seen.add(name)
+        if name not in leaves:
+            todo += sorted(_relative_imports(PACKAGE / name))
+    assert seen <= keyed, f"imported by the training but not in its cache key: {sorted(seen - keyed)}"
+    assert "savos/experiments.py" not in keyed  # an edit to the evaluation does not retrain the rows
+
+
+def test_an_edit_outside_the_training_modules_keeps_the_key(tmp_path, monkeypatch):
+    config = dict(method="savos", variant="full", seed=0)
+    before = config_key(config, savos.TRAINING_CODE)
+    assert config_key(config, savos.TRAINING_CODE + ("savos/experiments.py",)) != before  # the key does see files
+    assert config_key(config, tuple(reversed(savos.TRAINING_CODE))) == before  # and not their order
+
+
+def test_release_filter_at_the_release_size_and_scaled():
+    at_release = train_filter_args(320, 480)
+    assert at_release == dict(min_amodal_area=401, min_visible_area=65, border=16, min_change=0.4)  # "> 400", "> 64"
+    quick = train_filter_args(64, 96)  # the quick fishbowl: 1/25 of the area, 1/5 of the side
+    assert quick == dict(min_amodal_area=17, min_visible_area=3, border=3, min_change=RELEASE_TRAIN_FILTER["change"])
+
+
+def test_variant_rejects_an_unknown_consistency_form():
+    with pytest.raises(ValueError, match="consistency_form"):
+        savos.Variant(consistency_form="cumulative")
