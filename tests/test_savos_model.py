@@ -155,8 +155,10 @@ def test_without_consistency_the_loss_is_l_m_of_the_fused_prediction():
     assert savos.savos_loss(with_lc, batch) > by_hand  # L_C > 0 for a random network
 
 
-def test_consistency_does_not_train_the_flow():
-    """The release detaches the predicted flows in L_C: its gradient reaches the masks only."""
+def test_consistency_does_not_train_the_flow_through_its_own_warp():
+    """L_C's own warp uses detached flows (the paper's per-pass form: its gradient reaches the masks only). The
+    release's form compares the fused predictions, which `predict` warped with the live flow (the release's
+    align_and_warp detaches only the flow it returns), so there the flow decoder is trained through the fusion."""
     torch.manual_seed(0)
     model = savos.SaVosNet((16, 32), 2)
     batch = random_batch()
@@ -165,6 +167,9 @@ def test_consistency_does_not_train_the_flow():
     loss.backward()
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in model.flow_decoder.parameters())
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.mask_decoder.parameters())
+    model.zero_grad(set_to_none=True)
+    savos.fused_consistency(savos.predict(model, batch), batch.boxes).backward()
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.flow_decoder.parameters())
 
 
 def test_erasers_keep_the_target_and_only_remove_pixels():
