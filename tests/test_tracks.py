@@ -106,3 +106,17 @@ def test_visible_change_by_hand():
     change = visible_change(masks, lag=4)
     assert change[:4].tolist() == [0, 0, 0, 0] and change[4] == 0  # moved, not changed
     assert change[5] == pytest.approx(0.5)  # 1 - IoU of a 2 x 2 square and its left half, aligned at the corner
+
+
+def test_release_filters_keep_only_what_they_promise():
+    clip = load_world("fishbowl", "test", seed=0, n_clips=1)[0]  # a clip where the filter removes a track
+    h, w = clip.amodal.shape[-2:]
+    every = object_tracks(clip, size=(16, 32), min_length=4)
+    changing = object_tracks(clip, size=(16, 32), min_length=4, min_change=0.4)
+    assert 0 < len(changing) < len(every)  # the filter removes some tracks and keeps some on this clip
+    for track in changing:
+        assert (visible_change(clip.visible[track.frame_index, track.object_index]) > 0.4).any()
+    for track in object_tracks(clip, size=(16, 32), min_length=2, border=3):
+        for t in track.frame_index:
+            x0, y0, x1, y1 = mask_box(clip.amodal[t, track.object_index])
+            assert x0 >= 3 and y0 >= 3 and x1 <= w - 3 and y1 <= h - 3
