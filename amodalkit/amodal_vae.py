@@ -379,6 +379,18 @@ def _masks(instances: Instances, which: str) -> torch.Tensor:
     return torch.from_numpy(getattr(instances, which)).float()
 
 
+def instances_digest(*sets: Instances) -> str:
+    """A short hash of the masks and types of instance sets (what a model trained on them saw)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for instances in sets:
+        for name in ("visible", "amodal", "occluders", "types", "visible_pred", "occluders_pred"):
+            value = getattr(instances, name)
+            digest.update(name.encode() + (b"-" if value is None else np.ascontiguousarray(value).tobytes()))
+    return digest.hexdigest()[:16]
+
+
 def train_amodal_vae(recipe: VAERecipe, train_set: Instances, val_set: Instances, *, seed: int, data_key: dict):
     """Train the three stages (each cached by configuration) and return (model, {stage: TrainResult}).
 
@@ -410,7 +422,10 @@ def train_amodal_vae(recipe: VAERecipe, train_set: Instances, val_set: Instances
                                                   torch.Generator().manual_seed(7 + i)))
                                         for i in range(max(1, min(n, math.ceil(len(tensors[0]) / recipe.batch))))]))
 
-    base = dict(method="amodal_vae", recipe=dataclasses.asdict(recipe), data=data_key, seed=seed)
+    # the key holds a digest of the instances themselves: a change to a world's generator retrains the stages even
+    # where the notebook's data_key (world, seed, clips) stays the same
+    base = dict(method="amodal_vae", recipe=dataclasses.asdict(recipe), data=data_key, seed=seed,
+                instances=instances_digest(train_set, val_set))
     code = ("amodal_vae.py",)
     results = {}
 

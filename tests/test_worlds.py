@@ -166,3 +166,35 @@ def test_paper_preset_has_the_papers_sizes():
     assert clip.frames.shape == (40, 50, 56, 3)
     from amodalkit.data import world_params
     assert world_params("fishbowl", "paper")["height"] == 320 and world_params("fishbowl", "paper")["n_frames"] == 128
+
+
+def _fishbowl_events(clips) -> tuple[int, int, int, int]:
+    """(depth swaps of overlapping fish, overlapping pairs, one-frame mirror flips, facing changes) over clips' frames."""
+    swaps = pairs = flips = changes = 0
+    for clip in clips:
+        det = np.linalg.det(clip.poses[:, :, :2, :2])  # (T, K): its sign is the side a fish shows
+        full = np.abs(det).max(axis=0)
+        for t in range(clip.n_frames - 1):
+            for k in range(clip.n_objects):
+                if np.sign(det[t, k]) != np.sign(det[t + 1, k]):
+                    changes += 1
+                    flips += min(abs(det[t, k]), abs(det[t + 1, k])) > 0.6 * full[k]  # mirrored at full width
+            for i in range(clip.n_objects):
+                for j in range(i + 1, clip.n_objects):
+                    if all((clip.amodal[s, i] & clip.amodal[s, j]).any() for s in (t, t + 1)):
+                        pairs += 1
+                        swaps += np.sign(clip.depth[t, i] - clip.depth[t, j]) != np.sign(clip.depth[t + 1, i] - clip.depth[t + 1, j])
+    return swaps, pairs, flips, changes
+
+
+def test_fishbowl_fish_neither_pass_through_each_other_nor_flip_in_one_frame():
+    from amodalkit.data.worlds import FISHBOWL_BEFORE_ISSUE_13
+
+    now = [load_world("fishbowl", "train", seed=0, n_clips=6, cache=False)[i] for i in range(6)]
+    before = [load_world("fishbowl", "train", seed=0, n_clips=6, cache=False, **FISHBOWL_BEFORE_ISSUE_13)[i] for i in range(6)]
+    swaps, pairs, flips, changes = _fishbowl_events(now)
+    old_swaps, old_pairs, old_flips, old_changes = _fishbowl_events(before)
+    # the old world shows both events in these clips, so the check can see them
+    assert old_swaps > 0 and old_flips > 0 and old_pairs > 20 and old_changes > 0
+    assert pairs > 20 and swaps == 0, f"{swaps} depth swaps among {pairs} overlapping pairs"
+    assert changes > 0 and flips == 0, f"{flips} of {changes} turn-arounds in one frame"

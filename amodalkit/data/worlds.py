@@ -288,42 +288,75 @@ def fish_shape(kind: int, rng: np.random.Generator | None = None, jitter: float 
 
 
 FISHBOWL_DEFAULTS = dict(height=64, width=96, n_frames=16, n_objects=(6, 9), speed=(0.8, 2.0), fish_size=(12.0, 16.0),
-                         turn_rate=0.15, depth_rate=0.06)
+                         turn_rate=0.15, depth_rate=0.06, turn_frames=4, depth_lock=True)
 FISHBOWL_PAPER = dict(height=320, width=480, n_frames=128, n_objects=(6, 10), speed=(2.0, 5.0), fish_size=(40.0, 60.0))
+# The world before issue 13 (kept for the record): a fish mirror-flipped in one frame when it turned around, and two
+# overlapping fish could swap depth order. ``world_params("fishbowl", **FISHBOWL_BEFORE_ISSUE_13)`` rebuilds it.
+FISHBOWL_BEFORE_ISSUE_13 = dict(turn_frames=1, depth_lock=False)
+_FISH_RADIUS = 1.2  # a fish's bounding circle in half-lengths (the longest silhouette reaches 1.15)
+_THINNEST_TURN = 0.25  # the narrowest a turning fish gets, as a fraction of its length (end-on, not a line)
 
 
 def _fishbowl_clip(rng: np.random.Generator, *, height, width, n_frames, n_objects, speed, fish_size, turn_rate,
-                   depth_rate) -> Clip:
+                   depth_rate, turn_frames, depth_lock) -> Clip:
     k = int(rng.integers(n_objects[0], n_objects[1] + 1))
-    sprites = []
-    for _ in range(k):
-        kind = int(rng.integers(len(FISH_TYPES)))
-        shape = fish_shape(kind, rng, jitter=0.03)
-        half_length = rng.uniform(*fish_size)
-        aspect = rng.uniform(0.85, 1.15)
-        v = rng.uniform(*speed)
-        pos = rng.uniform([0.25 * width, 0.25 * height], [0.75 * width, 0.75 * height])  # crowded mid-bowl
-        heading = rng.uniform(0, 2 * np.pi)
-        z = rng.uniform(0, 1)
-        poses, depth = [], []
-        for _t in range(n_frames):
-            scale = half_length * (1.15 - 0.3 * z)  # nearer fish (small z) look larger
-            flip = 1.0 if np.cos(heading) >= 0 else -1.0  # keep the dorsal side up when swimming left
-            poses.append(affine(pos[0], pos[1], heading, scale, scale * aspect * flip))
-            depth.append(z)
-            heading += turn_rate * rng.normal()
-            step = v * np.array([np.cos(heading), np.sin(heading)])
-            nxt = pos + step
-            margin = np.array([0.1 * width, 0.1 * height])
+    kinds = [int(rng.integers(len(FISH_TYPES))) for _ in range(k)]
+    shapes = [fish_shape(kind, rng, jitter=0.03) for kind in kinds]
+    half_length = rng.uniform(*fish_size, size=k)
+    aspect = rng.uniform(0.85, 1.15, size=k)
+    v = rng.uniform(*speed, size=k)
+    pos = rng.uniform([0.25 * width, 0.25 * height], [0.75 * width, 0.75 * height], size=(k, 2))  # crowded mid-bowl
+    heading = rng.uniform(0, 2 * np.pi, size=k)
+    z = rng.uniform(0, 1, size=k)
+    # facing: +1 / -1 the side the fish shows (dorsal side up when swimming right / left); a turn-around moves it
+    # towards the new side by 2 / turn_frames per frame: the fish narrows to end-on and widens mirrored (the old
+    # world flipped it in one frame)
+    facing = np.where(np.cos(heading) >= 0, 1.0, -1.0)
+    margin = np.array([0.1 * width, 0.1 * height])
+    poses, depth = np.zeros((k, n_frames, 3, 3)), np.zeros((k, n_frames))
+    for t in range(n_frames):
+        scale = half_length * (1.15 - 0.3 * z)  # nearer fish (small z) look larger
+        side = np.where(np.cos(heading) >= 0, 1.0, -1.0)
+        facing = facing + np.clip(side - facing, -2.0 / turn_frames, 2.0 / turn_frames)
+        for i in range(k):
+            # the mirrored image of the fish seen from side `side`, squashed horizontally mid-turn: continuous with
+            # the old facing at the turn's start (the mirror of heading pi - heading) and the new one at its end
+            width_factor = facing[i] * side[i]
+            if abs(width_factor) < _THINNEST_TURN:
+                width_factor = _THINNEST_TURN if width_factor >= 0 else -_THINNEST_TURN
+            body = affine(0, 0, heading[i], scale[i], scale[i] * aspect[i] * side[i])
+            poses[i, t] = np.diag([width_factor, 1.0, 1.0]) @ body
+            poses[i, t, :2, 2] = pos[i]
+        depth[:, t] = z
+        heading = heading + turn_rate * rng.normal(size=k)
+        for i in range(k):
+            nxt = pos[i] + v[i] * np.array([np.cos(heading[i]), np.sin(heading[i])])
             if not margin[0] <= nxt[0] <= width - margin[0]:  # turn back at the glass
-                heading = np.pi - heading
+                heading[i] = np.pi - heading[i]
             if not margin[1] <= nxt[1] <= height - margin[1]:
-                heading = -heading
-            pos = pos + v * np.array([np.cos(heading), np.sin(heading)])
-            z = float(np.clip(z + depth_rate * rng.normal(), 0, 1))
-        sprites.append(Sprite(shape, random_texture(rng), np.stack(poses), np.array(depth), type=kind))
+                heading[i] = -heading[i]
+            pos[i] = pos[i] + v[i] * np.array([np.cos(heading[i]), np.sin(heading[i])])
+        proposed = np.clip(z + depth_rate * rng.normal(size=k), 0, 1)
+        if depth_lock:
+            proposed = _keep_depth_order(z, proposed, pos, _FISH_RADIUS * half_length * (1.15 - 0.3 * np.minimum(z, proposed)))
+        z = proposed
+    sprites = [Sprite(shapes[i], random_texture(rng), poses[i], depth[i], type=kinds[i]) for i in range(k)]
     background = Texture("noise", ((20, 60, 90), (40, 110, 120)), period=6.0, seed=int(rng.integers(2**31)))
     return render_clip(sprites, background, _static_camera(n_frames), height, width)
+
+
+def _keep_depth_order(z: np.ndarray, proposed: np.ndarray, pos: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Depths ``proposed`` for the next frame, with every fish whose bounding circle (``radius``) touches another's and
+    whose depth order with it would change kept at its depth ``z``: fish do not pass through each other."""
+    out = proposed.copy()
+    near = np.linalg.norm(pos[:, None] - pos[None], axis=-1) < radius[:, None] + radius[None]
+    np.fill_diagonal(near, False)
+    for _ in range(len(z)):  # restoring one pair can reorder another: repeat until no touching pair changes order
+        swapped = near & (np.sign(z[:, None] - z[None]) != np.sign(out[:, None] - out[None]))
+        if not swapped.any():
+            break
+        out[swapped.any(axis=1)] = z[swapped.any(axis=1)]
+    return out
 
 
 def _fishbowl_check(cfg: dict) -> None:
@@ -333,6 +366,10 @@ def _fishbowl_check(cfg: dict) -> None:
     _, size_hi = _range("fishbowl", "fish_size", cfg["fish_size"], low=1.0)
     if 2 * size_hi * 1.15 > 0.8 * min(cfg["height"], cfg["width"]):
         raise _world_error("fishbowl", f"fish of half-length {size_hi} px do not fit a {cfg['height']}x{cfg['width']} bowl")
+    if isinstance(cfg["turn_frames"], bool) or not isinstance(cfg["turn_frames"], (int, np.integer)) or cfg["turn_frames"] < 1:
+        raise _world_error("fishbowl", f"turn_frames must be an integer >= 1 (1: the old one-frame flip), got {cfg['turn_frames']!r}")
+    if not isinstance(cfg["depth_lock"], (bool, np.bool_)):
+        raise _world_error("fishbowl", f"depth_lock must be True or False, got {cfg['depth_lock']!r}")
 
 
 # ==================================================================================== street
