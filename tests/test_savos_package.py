@@ -66,3 +66,18 @@ def test_release_filter_at_the_release_size_and_scaled():
 def test_variant_rejects_an_unknown_consistency_form():
     with pytest.raises(ValueError, match="consistency_form"):
         savos.Variant(consistency_form="cumulative")
+
+
+def test_matched_pcnet_is_the_narrowest_pcnet_as_large_as_the_savos_network():
+    from amodalkit.deocclusion import PCNetM
+
+    def count(model):
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    recipe = savos.SaVosRecipe(size=(16, 32), base=8, pcnet_width=8)
+    width = savos.matched_pcnet_width(recipe)
+    target = count(savos.SaVosNet(recipe.size, recipe.base, savos.VARIANTS["full"]))
+    assert count(PCNetM(width - 1)) < target <= count(PCNetM(width))
+    assert count(savos.make_model(savos.VARIANTS["deocc_arch_matched"], recipe)) == count(PCNetM(width))
+    with pytest.raises(ValueError, match="matched_capacity sizes PCNet-M"):
+        savos.Variant(matched_capacity=True)

@@ -34,7 +34,7 @@ from .world_tracks import (  # noqa: F401
     WorldTracks, RELEASE_TRAIN_FILTER, train_filter_args, visible_masks, load_world_tracks,
 )
 from .training import (  # noqa: F401
-    TRAINING_CODE, SaVosRecipe, make_model, variant_loss, train_variant,
+    TRAINING_CODE, SaVosRecipe, matched_pcnet_width, make_model, variant_loss, train_variant,
 )
 from .experiments import (  # noqa: F401
     crop_predictions, Scores, score_tracks, image_predictions, RELIANCE_PROBES, switched_inputs, donor_tracks,

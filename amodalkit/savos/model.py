@@ -99,6 +99,8 @@ class Variant:
     loss: "savos" (L_M + L_C) or "deocclusion" (Self-Deocclusion's self-supervision on the
         completer's output, Table 2 row 2; see :func:`deocclusion_window_loss`).
     architecture: "savos" or "pcnet" (Self-Deocclusion's PCNet-M on the same crops, Table 2 row 1).
+    matched_capacity: PCNet-M only: widen it until it has at least as many parameters as the SaVos network of the
+        same recipe (Table 2 at matched size; see :func:`amodalkit.savos.matched_pcnet_width`).
     """
 
     consistency: bool = True
@@ -109,6 +111,7 @@ class Variant:
     image_input: bool = True
     loss: str = "savos"
     architecture: str = "savos"
+    matched_capacity: bool = False
 
     def __post_init__(self):
         for field, value, allowed in (("consistency_form", self.consistency_form, ("release", "paper")),
@@ -116,6 +119,8 @@ class Variant:
                                       ("architecture", self.architecture, ("savos", "pcnet"))):
             if value not in allowed:
                 raise ValueError(f"Variant: {field} must be one of {allowed}, got {value!r}")
+        if self.matched_capacity and self.architecture != "pcnet":
+            raise ValueError("Variant: matched_capacity sizes PCNet-M; it needs architecture='pcnet'")
 
 
 VARIANTS: dict[str, Variant] = {
@@ -129,6 +134,8 @@ VARIANTS: dict[str, Variant] = {
     "savos_arch_deocc_loss": Variant(consistency=False, loss="deocclusion"),
     "deocc_arch_deocc_loss": Variant(consistency=False, bidirectional=False, temporal=False, loss="deocclusion",
                                      architecture="pcnet"),
+    "deocc_arch_matched": Variant(consistency=False, bidirectional=False, temporal=False, loss="deocclusion",
+                                  architecture="pcnet", matched_capacity=True),
 }
 
 

@@ -38,12 +38,28 @@ def _windows(tracks, window: int) -> list[tuple[int, int]]:
     return [(j, s) for j, (_, tr) in enumerate(tracks) for s in range(len(tr.frame_index) - window + 1)]
 
 
+def _parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def matched_pcnet_width(recipe: SaVosRecipe) -> int:
+    """The smallest PCNet-M width (>= the recipe's) whose parameters reach those of the recipe's full SaVos network."""
+    from ..deocclusion import PCNetM
+
+    target = _parameters(SaVosNet(recipe.size, recipe.base, VARIANTS["full"]))
+    width = recipe.pcnet_width
+    while _parameters(PCNetM(width)) < target:
+        width += 1
+    return width
+
+
 def make_model(variant: Variant, recipe: SaVosRecipe) -> nn.Module:
-    """A SaVos network of the recipe's size, or PCNet-M for the Self-Deocclusion architecture."""
+    """A SaVos network of the recipe's size, or PCNet-M for the Self-Deocclusion architecture (at the recipe's width,
+    or at the SaVos network's parameter count for ``matched_capacity``)."""
     if variant.architecture == "pcnet":
         from ..deocclusion import PCNetM
 
-        return PCNetM(recipe.pcnet_width)
+        return PCNetM(matched_pcnet_width(recipe) if variant.matched_capacity else recipe.pcnet_width)
     return SaVosNet(recipe.size, recipe.base, variant)
 
 
