@@ -40,8 +40,10 @@ CONFIGS = {
     "t16_fast_fish": ("as t16, fish twice as fast (speed 2-4 px/frame): occluders pass within a window",
                       dict(steps=600, window=16), dict(speed=(2.0, 4.0)), "full"),
     "t32_long_clips": ("600 steps on whole 32-frame clips", dict(steps=600, window=32), dict(n_frames=32), "full"),
-    "t16_crop32": ("as t16, crops of 32 x 64 (4x the pixels)", dict(steps=600, window=16, crop=32), {}, "full"),
+    "t16_crop32": ("as t16, crops of 32 x 64 (4x the pixels; seed 0 only: about 5 min)", dict(steps=600, window=16, crop=32),
+                   {}, "full"),
 }
+SEEDS = {"t16_crop32": (0,)}  # the others: seeds 0-2
 
 
 def run(name: str, seeds=(0, 1, 2)) -> dict:
@@ -81,13 +83,13 @@ def main(names: list[str]) -> None:
     path = ROOT / "results" / "savos_history_sweep.json"
     saved = json.loads(path.read_text()) if path.is_file() else {}
     for name in names or list(CONFIGS):
-        saved[name] = run(name)
+        saved[name] = run(name, SEEDS.get(name, (0, 1, 2)))
         tmp = path.with_suffix(".tmp")  # after each configuration, atomically: nothing lost on interrupt
         tmp.write_text(json.dumps(saved, indent=1) + "\n")
         tmp.replace(path)
     print(f"\n{'configuration':<18} {'intact':>14} {'- history':>14} {'- flow':>14} {'- image':>14}  history drops per seed")
     for name, r in saved.items():
-        cells = [f"{np.mean(r[k]):.3f} ± {np.std(r[k], ddof=1):.3f}" for k in ("intact", "history", "flow", "image")]
+        cells = [f"{np.mean(r[k]):.3f} ± {np.std(r[k], ddof=1) if len(r[k]) > 1 else 0:.3f}" for k in ("intact", "history", "flow", "image")]
         print(f"{name:<18} " + " ".join(f"{c:>14}" for c in cells) + "  " + " / ".join(f"{v:.3f}" for v in r["history"]))
 
 
