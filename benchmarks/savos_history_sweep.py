@@ -33,7 +33,7 @@ CONFIGS = {
     "quick": ("the chapter's recipe", {}, {}, "full"),
     "quick_old_world": ("the chapter's recipe, the fishbowl before issue 13 (one-frame flips, depth swaps)", {},
                         "old", "full"),
-    "t16": ("600 steps on whole 16-frame clips (the plateau)", dict(steps=600, window=16), {}, "full"),
+    "t16": ("600 steps (3x) on whole 16-frame clips", dict(steps=600, window=16), {}, "full"),
     "t16_forward": ("as t16, the forward pass alone (no_bidirectional)", dict(steps=600, window=16), {}, "no_bidirectional"),
     "t16_exact_flow": ("as t16, the world's exact flow as input", dict(steps=600, window=16, flow="truth"), {}, "full"),
     "t16_96_clips": ("as t16, 96 training clips (4x the data)", dict(steps=600, window=16, train_clips=96), {}, "full"),
