@@ -10,7 +10,8 @@ Each configuration runs in its own cache folder (``$AMODALKIT_CACHE/history-swee
 other than the defaults are set here by overriding the fishbowl defaults for this process. Writes
 ``results/savos_history_sweep.json`` (per-seed values, settings, seconds) and prints a table.
 
-    python benchmarks/savos_history_sweep.py            # every configuration (about 25 min on 2 cores)
+    python benchmarks/savos_history_sweep.py            # every configuration (over an hour on 2 cores: the 96-clip
+                                                        # run alone took about 25 min and ~7 GB of cache)
     python benchmarks/savos_history_sweep.py quick t16  # some of them
 """
 from __future__ import annotations
