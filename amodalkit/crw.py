@@ -1,10 +1,12 @@
 """CRW (Jabri et al., NeurIPS 2020): the contrastive objective and its label-noise analysis (App. A).
 
 This module holds App. A (the gradient of the contrastive objective with respect to the query when
-some negatives are identical to the positive), the encoder (ResNet-18 at output stride 8), node
-extraction (a jittered patch grid, or one shared feature map for the shortcut of App. C), the
-palindrome random-walk loss, clip sampling with a frame stride (App. D) and the training recipe of
-Table E scaled by profile (:func:`train_crw`). Label propagation is in :mod:`amodalkit.propagation`.
+some negatives are identical to the positive), the encoder (ResNet-18 at output stride 8, reflect
+padding as the release), node extraction (a jittered patch grid, or one shared feature map for the
+shortcut of App. C), the palindrome random-walk loss with the release's edge dropout, clip sampling
+with a frame stride (App. D) and a random resized crop per frame, and the training recipe of Table E
+scaled by profile (:func:`train_crw`, the last step evaluated as the release evaluates its last
+checkpoint). Label propagation is in :mod:`amodalkit.propagation`.
 
 For a query q, a positive u and negatives V (temperature 1, as in the appendix)
 
@@ -79,11 +81,15 @@ class ResNet18Stride8(nn.Module):
     """ResNet-18 with layer3 and layer4 at stride 1 (Table 4 of the supplement): output stride 8.
 
     ``forward(x)`` with x (B, 3, H, W) returns {"res3": (B, 256, H/8, W/8), "res4": (B, 512, H/8, W/8)}.
-    Written here because torchvision does not import beside the pinned torch build.
+    Written here because torchvision does not import beside the pinned torch build. ``padding="reflect"``
+    pads every padded convolution (stem and residual blocks) by reflection, as the release trains from
+    scratch; the max-pool keeps its own padding.
     """
 
-    def __init__(self, width: int = 64):
+    def __init__(self, width: int = 64, padding: str = "zeros"):
         super().__init__()
+        if padding not in ("zeros", "reflect"):
+            raise ValueError(f"ResNet18Stride8: padding must be 'zeros' or 'reflect', got {padding!r}")
         self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
                                   nn.MaxPool2d(3, 2, 1))
         channels = [width, 2 * width, 4 * width, 8 * width]
@@ -93,6 +99,9 @@ class ResNet18Stride8(nn.Module):
             layers.append(nn.Sequential(BasicBlock(previous, c, s), BasicBlock(c, c, 1)))
             previous = c
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and sum(module.padding) > 0:
+                module.padding_mode = padding
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.layer2(self.layer1(self.stem(x)))
@@ -103,27 +112,43 @@ class ResNet18Stride8(nn.Module):
 # ------------------------------------------------------------------------------ the random walk
 
 
+DROPPED = -1e20  # the release's value for a dropped edge (finite: a row with every edge dropped stays a distribution)
+
+
+def drop_edges(shape: tuple[int, ...], rate: float, generator: torch.Generator | None, device) -> torch.Tensor:
+    """A bool mask of dropped edges: each entry independently with probability ``rate``."""
+    return (torch.rand(shape, generator=generator) < rate).to(device)
+
+
 def transitions(a: torch.Tensor, b: torch.Tensor, temperature: float, edge_dropout: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, dropped: torch.Tensor | None = None) -> torch.Tensor:
     """Row-stochastic transitions from nodes ``a`` to nodes ``b``: softmax over b of a.b / temperature.
 
     Args:
         a: (B, N, D), b: (B, M, D) L2-normalised node embeddings.
-        edge_dropout: fraction of affinities set to -inf before the softmax (the release's edge dropout).
+        edge_dropout: fraction of affinities dropped (set to -1e20) before the softmax (the release's edge dropout).
+        dropped: (B, N, M) bool, edges dropped in any case (on top of the random draw).
 
     Returns:
         (B, N, M), each row summing to 1.
     """
-    affinity = a @ b.transpose(1, 2) / temperature
+    affinity = a @ b.transpose(1, 2)
+    drop = dropped
     if edge_dropout > 0:
-        drop = (torch.rand(affinity.shape, generator=generator) < edge_dropout).to(affinity.device)
-        affinity = affinity.masked_fill(drop, float("-inf"))
-    return torch.softmax(affinity, dim=-1)
+        fresh = drop_edges(affinity.shape, edge_dropout, generator, affinity.device)
+        drop = fresh if drop is None else drop | fresh
+    if drop is not None:
+        affinity = affinity.masked_fill(drop, DROPPED)
+    return torch.softmax(affinity / temperature, dim=-1)
 
 
 def walk_loss(nodes: torch.Tensor, temperature: float = 0.05, edge_dropout: float = 0.0, skip_shortest: bool = True,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """The palindrome walk loss: walks t0 -> ... -> t_i -> ... -> t0 must return every node to itself.
+
+    Edge dropout as the release draws it: the forward transitions t -> t+1 drop a random ``edge_dropout`` of their
+    edges; the backward transitions t+1 -> t drop the same edges (the release drops in place on the shared
+    affinity, which the backward step then transposes) and a fresh random fraction on top.
 
     Args:
         nodes: (B, T, N, D) L2-normalised node embeddings of T frames.
@@ -136,8 +161,12 @@ def walk_loss(nodes: torch.Tensor, temperature: float = 0.05, edge_dropout: floa
     b, t_len, n, _ = nodes.shape
     if t_len < 2 or (skip_shortest and t_len < 3):
         raise ValueError(f"walk_loss: need at least {3 if skip_shortest else 2} frames, got {t_len}")
-    forward = [transitions(nodes[:, t], nodes[:, t + 1], temperature, edge_dropout, generator) for t in range(t_len - 1)]
-    backward = [transitions(nodes[:, t + 1], nodes[:, t], temperature, edge_dropout, generator) for t in range(t_len - 1)]
+    forward_drops = [drop_edges((b, n, n), edge_dropout, generator, nodes.device) if edge_dropout > 0 else None
+                     for _ in range(t_len - 1)]
+    forward = [transitions(nodes[:, t], nodes[:, t + 1], temperature, dropped=forward_drops[t]) for t in range(t_len - 1)]
+    backward = [transitions(nodes[:, t + 1], nodes[:, t], temperature, edge_dropout, generator,
+                            dropped=None if forward_drops[t] is None else forward_drops[t].transpose(1, 2))
+                for t in range(t_len - 1)]
     target = torch.arange(n, device=nodes.device).repeat(b)
     losses = []
     walk = None
@@ -229,9 +258,9 @@ class CRW(nn.Module):
     For propagation, :meth:`features` gives the L2-normalised res3 (or res4) map without the head.
     """
 
-    def __init__(self, width: int = 64, dim: int = 128):
+    def __init__(self, width: int = 64, dim: int = 128, padding: str = "zeros"):
         super().__init__()
-        self.encoder = ResNet18Stride8(width)
+        self.encoder = ResNet18Stride8(width, padding)
         self.head = nn.Linear(8 * width, dim)
 
     def patch_nodes(self, patches: torch.Tensor) -> torch.Tensor:
@@ -276,15 +305,52 @@ def clip_starts(n_frames: int, clip_len: int, stride: int) -> int:
     return n_frames - span + 1
 
 
+def random_resized_boxes(count: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                         generator: torch.Generator, tries: int = 10) -> torch.Tensor:
+    """``count`` boxes drawn as torchvision's RandomResizedCrop draws one: area a fraction in ``scale`` of the frame,
+    aspect ratio log-uniform in ``ratio``, sides rounded to pixels; the first of ``tries`` draws that fits in the frame
+    is placed uniformly, and if none fits, the centred box of the frame's aspect clamped to ``ratio``.
+
+    Returns:
+        (count, 4) boxes (centre x, centre y, width, height) for :func:`crops`.
+    """
+    area = torch.empty(count, tries).uniform_(*scale, generator=generator) * height * width
+    aspect = torch.exp(torch.empty(count, tries).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator))
+    w = torch.round(torch.sqrt(area * aspect))
+    h = torch.round(torch.sqrt(area / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((count,), -1))
+    # the fallback: the frame's aspect clamped to the allowed ratios, centred
+    frame_ratio = width / height
+    if frame_ratio < ratio[0]:
+        fw, fh = width, round(width / ratio[0])
+    elif frame_ratio > ratio[1]:
+        fw, fh = round(height * ratio[1]), height
+    else:
+        fw, fh = width, height
+    pick = first.clamp(min=0)[:, None]
+    bw = torch.where(first >= 0, w.gather(1, pick)[:, 0], torch.tensor(float(fw)))
+    bh = torch.where(first >= 0, h.gather(1, pick)[:, 0], torch.tensor(float(fh)))
+    # the top-left corner uniform over the integer positions that keep the box inside (centred for the fallback)
+    x0 = torch.floor(torch.rand(count, generator=generator) * (width - bw + 1))
+    y0 = torch.floor(torch.rand(count, generator=generator) * (height - bh + 1))
+    x0 = torch.where(first >= 0, x0, torch.tensor(float((width - fw) // 2)))
+    y0 = torch.where(first >= 0, y0, torch.tensor(float((height - fh) // 2)))
+    return torch.stack([x0 + bw / 2, y0 + bh / 2, bw, bh], dim=-1)
+
+
 def sample_clips(videos: torch.Tensor, batch: int, clip_len: int, stride: int, crop: int,
-                 generator: torch.Generator, scale: tuple[float, float] = (0.3, 1.0)) -> torch.Tensor:
-    """Training clips: random video, start and crop (the same crop in every frame), random flip.
+                 generator: torch.Generator, scale: tuple[float, float] = (0.8, 0.95),
+                 ratio: tuple[float, float] = (0.7, 1.3), per_frame: bool = True, flip: bool = False) -> torch.Tensor:
+    """Training clips: random video and start; each frame cropped (RandomResizedCrop) and resized to crop x crop.
 
     Args:
         videos: (V, T, H, W, 3) uint8 frames (kept as bytes: a quarter of the memory of floats).
         stride: frames between clip frames; 0 repeats one frame ``clip_len`` times (App. D's
-            infinite frame rate: only the patch jitter differs between frames).
-        crop: side of the square crop, resized to crop x crop (RandomResizedCrop with ``scale``).
+            infinite frame rate: only the crops and the patch jitter differ between frames).
+        scale, ratio: RandomResizedCrop's area fraction and aspect range (the release: (0.8, 0.95), (0.7, 1.3)).
+        per_frame: an independent crop for every frame, as the release; False: one crop for the whole clip.
+        flip: flip each clip horizontally with probability 1/2 (the release does not).
 
     Returns:
         (batch, clip_len, 3, crop, crop).
@@ -295,13 +361,13 @@ def sample_clips(videos: torch.Tensor, batch: int, clip_len: int, stride: int, c
     start = torch.randint(starts, (batch,), generator=generator)
     index = start[:, None] + stride * torch.arange(clip_len)[None]  # (batch, clip_len)
     frames = to_input(videos[video[:, None].to(videos.device), index.to(videos.device)])  # (batch, clip_len, 3, H, W)
-    area = torch.empty(batch).uniform_(*scale, generator=generator) * height * width
-    side = torch.sqrt(area).clamp(max=min(height, width))
-    cx = side / 2 + torch.rand(batch, generator=generator) * (width - side)
-    cy = side / 2 + torch.rand(batch, generator=generator) * (height - side)
-    flip = torch.where(torch.rand(batch, generator=generator) < 0.5, -1.0, 1.0)
-    boxes = torch.stack([cx, cy, side * flip, side], dim=-1)[:, None].repeat_interleave(clip_len, 0)  # (B*T, 1, 4)
-    out = crops(frames.flatten(0, 1), boxes.to(videos.device), (crop, crop))
+    boxes = random_resized_boxes(batch * clip_len if per_frame else batch, height, width, scale, ratio, generator)
+    if not per_frame:
+        boxes = boxes.repeat_interleave(clip_len, 0)
+    if flip:
+        sign = torch.where(torch.rand(batch, generator=generator) < 0.5, -1.0, 1.0).repeat_interleave(clip_len)
+        boxes[:, 2] *= sign
+    out = crops(frames.flatten(0, 1), boxes[:, None].to(videos.device), (crop, crop))
     return out.reshape(batch, clip_len, *out.shape[2:])
 
 
@@ -323,7 +389,9 @@ class Recipe:
     """The CRW training recipe (Table E of the supplement), with the sizes scaled by profile.
 
     The paper's values: 256-pixel crops, a 7x7 grid of 64-pixel patches, clip length 4, tau 0.05,
-    edge dropout 0.1, batch 20, Adam 1e-4, ResNet-18 (width 64), 128-d head.
+    edge dropout 0.1, batch 20, Adam 1e-4, ResNet-18 (width 64), 128-d head. The release's: every frame
+    its own RandomResizedCrop (scale 0.8-0.95, ratio 0.7-1.3), no flip, reflect padding, the last
+    checkpoint evaluated. :data:`CRW_BEFORE_ISSUE_14` holds the quick profile's earlier choices.
     """
 
     crop: int = 256
@@ -340,10 +408,25 @@ class Recipe:
     steps: int = 1000
     nodes: str = "patches"
     skip_shortest: bool = True
+    padding: str = "reflect"
+    crop_scale: tuple[float, float] = (0.8, 0.95)
+    crop_ratio: tuple[float, float] = (0.7, 1.3)
+    per_frame_crops: bool = True
+    flip: bool = False
+    select: str = "last"
 
     def __post_init__(self):
         if self.nodes not in ("patches", "map"):
             raise ValueError(f"Recipe: nodes must be 'patches' or 'map', got {self.nodes!r}")
+        if self.padding not in ("zeros", "reflect"):
+            raise ValueError(f"Recipe: padding must be 'zeros' or 'reflect', got {self.padding!r}")
+        if self.select not in ("best", "last"):
+            raise ValueError(f"Recipe: select must be 'best' (lowest validation walk loss) or 'last', got {self.select!r}")
+        for name, low in (("crop_scale", 0.0), ("crop_ratio", 0.0)):
+            pair = getattr(self, name)
+            if not (len(pair) == 2 and low < pair[0] <= pair[1]) or (name == "crop_scale" and pair[1] > 1):
+                raise ValueError(f"Recipe: {name} must be a (min, max) pair with 0 < min <= max"
+                                 f"{' <= 1' if name == 'crop_scale' else ''}, got {pair!r}")
         if self.patch > self.crop:
             raise ValueError(f"Recipe: patch ({self.patch}) must not exceed crop ({self.crop})")
         for name in ("crop", "grid", "patch", "clip_len", "batch", "width", "dim", "steps"):
@@ -353,9 +436,15 @@ class Recipe:
             raise ValueError(f"Recipe: stride must be >= 0 (0 = one frame repeated), got {self.stride}")
 
 
+# the quick profile's recipe before issue 14 (one crop per clip with flips, zero padding, the best validation step)
+CRW_BEFORE_ISSUE_14 = dict(padding="zeros", crop_scale=(0.3, 1.0), crop_ratio=(1.0, 1.0), per_frame_crops=False, flip=True,
+                           select="best")
+
+
 def walk_loss_on(model: CRW, videos: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
     """One batch of the walk loss: sample clips from ``videos`` (V, T, H, W, 3) uint8, make nodes, walk."""
-    clips = sample_clips(videos, recipe.batch, recipe.clip_len, recipe.stride, recipe.crop, generator)
+    clips = sample_clips(videos, recipe.batch, recipe.clip_len, recipe.stride, recipe.crop, generator, recipe.crop_scale,
+                         recipe.crop_ratio, recipe.per_frame_crops, recipe.flip)
     nodes = clip_nodes(model, clips, recipe.nodes, recipe.grid, recipe.patch, generator)
     return walk_loss(nodes, recipe.temperature, recipe.edge_dropout, recipe.skip_shortest, generator)
 
@@ -371,7 +460,7 @@ def validation_loss(model: CRW, videos: torch.Tensor, recipe: Recipe, seed: int 
 def initial_model(recipe: Recipe, seed: int) -> CRW:
     """The network every run of ``seed`` starts from (also the "untrained" baseline)."""
     torch.manual_seed(seed)
-    return CRW(recipe.width, recipe.dim)
+    return CRW(recipe.width, recipe.dim, recipe.padding)
 
 
 def train_crw(recipe: Recipe, train_videos: torch.Tensor, val_videos: torch.Tensor, *, seed: int, data_key: dict,
@@ -387,6 +476,7 @@ def train_crw(recipe: Recipe, train_videos: torch.Tensor, val_videos: torch.Tens
     return train_cached("crw", config, lambda: initial_model(recipe, seed), lambda m, step, g: walk_loss_on(m, train_videos, recipe, g),
                         code=("crw.py",), steps=recipe.steps, lr=recipe.lr, seed=seed,
                         validate=lambda m: validation_loss(m, val_videos, recipe), validate_every=validate_every,
+                        select=recipe.select,
                         desc=f"CRW {recipe.nodes} stride {recipe.stride} seed {seed}")
 
 
@@ -408,12 +498,14 @@ def vos_data(seed: int, *, height: int, width: int, n_frames: int, train_clips: 
              test_clips: int, preset: str = "quick") -> VosData:
     """Load the ``vos`` world's three splits for one world seed (generated once, cached on disk)."""
     from .data import load_world
+    from .data.worlds import generator_version
 
     world = dict(height=height, width=width, n_frames=n_frames)
     splits = {split: load_world("vos", split, seed=seed, n_clips=n, preset=preset, **world)
               for split, n in (("train", train_clips), ("val", val_clips), ("test", test_clips))}
     videos = {s: torch.from_numpy(np.stack([c.frames for c in splits[s]])) for s in ("train", "val")}
-    key = dict(world="vos", seed=seed, preset=preset, train_clips=train_clips, val_clips=val_clips, **world)
+    key = dict(world="vos", seed=seed, preset=preset, train_clips=train_clips, val_clips=val_clips, **world,
+               world_code=generator_version("vos"))
     return VosData(videos["train"], videos["val"], list(splits["test"]), key)
 
 
@@ -434,7 +526,7 @@ def walk_loss_drop(recipe: Recipe, train_videos: torch.Tensor, val_videos: torch
     with torch.no_grad():
         before = validation_loss(initial_model(recipe, seed).eval(), val_videos, recipe)
     result = train_crw(recipe, train_videos, val_videos, seed=seed, data_key=data_key)
-    after = result.best_val_loss  # the selected weights' validation walk loss, recorded by the training loop
+    after = result.selected_val_loss  # the selected weights' validation walk loss, recorded by the training loop
     return dict(before=before, after=after, drop=1 - after / before, result=result)
 
 
@@ -448,12 +540,15 @@ def correspondence_margin(recipe: Recipe, data: "VosData", seed: int) -> dict:
     """The gate of the claims about trained CRW features: did the run learn correspondence or a shortcut?
 
     Noise videos hold nothing to track, so the walk-loss drop the same recipe reaches on them is what the loss
-    gains without correspondence. Returns dict(vos, noise, margin) with margin = drop on vos - drop on noise.
+    gains without correspondence. Returns dict(vos, noise, margin, vos_before, noise_before, vos_history,
+    noise_history): margin = drop on vos - drop on noise, the initial network's validation walk loss on each, and
+    the two runs' training histories (their validation curves).
     """
-    vos = walk_loss_drop(recipe, data.train, data.val, seed=seed, data_key=data.key)["drop"]
+    vos = walk_loss_drop(recipe, data.train, data.val, seed=seed, data_key=data.key)
     train_noise, val_noise, key = noise_split(data, seed)
-    noise = walk_loss_drop(recipe, train_noise, val_noise, seed=seed, data_key=key)["drop"]
-    return dict(vos=vos, noise=noise, margin=vos - noise)
+    noise = walk_loss_drop(recipe, train_noise, val_noise, seed=seed, data_key=key)
+    return dict(vos=vos["drop"], noise=noise["drop"], margin=vos["drop"] - noise["drop"], vos_before=vos["before"],
+                noise_before=noise["before"], vos_history=vos["result"].history, noise_history=noise["result"].history)
 
 
 def feature_fn(model: CRW | None, layer: str = "res3", scale: float = 1.0, batch: int = 8):

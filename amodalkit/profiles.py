@@ -101,24 +101,28 @@ _CRW_COMMON: dict[str, Param] = {
     "seeds": Param(int, 3, "world and initialisation seeds", 1, 50),
     "preset": Param(str, "quick", "vos world sizes: quick defaults or the paper's 480p", choices=("quick", "paper")),
     "height": Param(int, 96, "vos frame height, pixels", 32, 1080),
-    "width": Param(int, 160, "vos frame width, pixels", 32, 1920),
-    "n_frames": Param(int, 24, "frames per vos clip", 8, 200),
+    # 4:3 as Kinetics' common 340 x 256: the release's RandomResizedCrop (area 0.8-0.95, ratio 0.7-1.3) mostly fits
+    "width": Param(int, 128, "vos frame width, pixels", 32, 1920),
+    "n_frames": Param(int, 24, "frames per vos clip (a clip of 4 frames at stride s spans 3 s + 1)", 8, 200),
     "train_clips": Param(int, 32, "vos training videos per seed", 1, 100_000),
-    "val_clips": Param(int, 4, "vos validation videos (walk loss, for selection)", 1, 10_000),
+    "val_clips": Param(int, 4, "vos validation videos (the walk-loss curve)", 1, 10_000),
     "test_clips": Param(int, 6, "vos test videos (J&F)", 1, 10_000),
-    "crop": Param(int, 64, "training crop side (paper 256)", 16, 512),
-    "patch": Param(int, 16, "patch side (paper 64)", 8, 256),
-    "grid": Param(int, 7, "patches per side (paper 7)", 2, 16),
+    "crop": Param(int, 96, "training crop side (paper 256)", 16, 512),
+    "patch": Param(int, 32, "patch side (paper 64); the grid's stride is half of it when crop = patch * (grid + 1) / 2", 8, 256),
+    "grid": Param(int, 5, "patches per side (paper 7)", 2, 16),
     "batch": Param(int, 8, "clips per batch (paper 20)", 1, 256),
-    "net_width": Param(int, 8, "ResNet-18 base width (paper 64)", 2, 64),
-    "dim": Param(int, 64, "node embedding dimension (paper 128)", 4, 512),
-    "steps": Param(int, 200, "training steps", 1, 1_000_000),
-    "lr": Param(float, 1e-3, "Adam learning rate (paper 1e-4)", 1e-6, 1.0),
+    "net_width": Param(int, 16, "ResNet-18 base width (paper 64)", 2, 64),
+    "dim": Param(int, 128, "node embedding dimension (paper 128)", 4, 512),
+    # 7 models a seed (4 strides, the noise control, the single-map pair) x 3 seeds in 15 minutes: far too few steps for
+    # the correspondence gate (benchmarks/crw_gate_budget.py measures what a longer run reaches)
+    "steps": Param(int, 40, "training steps", 1, 1_000_000),
+    "lr": Param(float, 1e-4, "Adam learning rate (paper 1e-4)", 1e-6, 1.0),
     "stride": Param(int, 4, "frames between clip frames for the main model (paper: 8 fps of 30)", 1, 30),
     "test_scale": Param(float, 2.0, "frames are resized by this before encoding at test (paper: 256 -> 480p)", 0.25, 4.0),
     "radius": Param(float, 6.0, "propagation radius on the feature grid (paper 12 at 480p)", 0.5, 1000.0),
     "topk": Param(int, 10, "propagation top-k (paper 10)", 1, 1000),
     "context": Param(int, 20, "propagation context frames m (paper 20)", 1, 200),
+    "temperature": Param(float, 0.05, "propagation softmax temperature (the release's evaluation command: 0.05)", 1e-4, 10.0),
 }
 
 # shared by the Amodal-VAE chapters: instances, the three stages' sizes and schedule
@@ -188,7 +192,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     },
     "crw_shortcut": {
         **_CRW_COMMON,
-        "map_steps": Param(int, 200, "training steps of the single-map and noise runs (as many as `steps`)", 1, 1_000_000),
+        "map_steps": Param(int, 40, "training steps of the single-map runs (as many as `steps`)", 1, 1_000_000),
     },
     "crw_propagation": {
         **_CRW_COMMON,
@@ -199,9 +203,9 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     },
     "crw_ablations": {
         **_CRW_COMMON,
-        "strides": Param(list, [1, 4, 0], "frame strides of the App. D ablation (0: one frame repeated)", 0, 30,
+        "strides": Param(list, [1, 4, 7, 0], "frame strides of the App. D ablation (0: one frame repeated)", 0, 30,
                          item=int, min_len=2),
-        "ttt_steps": Param(int, 10, "test-time training updates per test video (paper: 100 every 5 frames)", 1, 10_000),
+        "ttt_steps": Param(int, 5, "test-time training updates per test video (paper: 100 every 5 frames)", 1, 10_000),
         "ttt_lr": Param(float, 1e-4, "test-time training learning rate (paper 1e-4)", 1e-7, 1.0),
     },
     "crw_theory": {
@@ -233,8 +237,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     },
 }
 
-_CRW_SMOKE = dict(seeds=1, height=48, width=64, n_frames=10, train_clips=2, val_clips=1, test_clips=1, crop=32, grid=3,
-                  batch=2, net_width=4, dim=8, steps=2, stride=2, test_scale=1.0, radius=3.0)
+_CRW_SMOKE = dict(seeds=1, height=48, width=64, n_frames=10, train_clips=2, val_clips=1, test_clips=1, crop=32, patch=16,
+                  grid=3, batch=2, net_width=4, dim=8, steps=2, stride=2, test_scale=1.0, radius=3.0)
 _VAE_SMOKE = dict(seeds=1, train_clips=2, val_clips=1, test_clips=3, every=2, net_width=4, hidden=16, batch=8, steps1=2,
                   steps2=2, steps3=2, kl_begin=0)
 # the supplement's schedule and widths (training "until convergence": steps bounded here)

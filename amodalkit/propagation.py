@@ -49,13 +49,14 @@ def _check(feats: torch.Tensor, first_labels: torch.Tensor, context: int, topk: 
 
 @torch.no_grad()
 def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int = 20, topk: int = 10,
-              radius: float = 12, temperature: float = 0.07, per_frame_topk: bool = False,
+              radius: float = 12, temperature: float = 0.05, per_frame_topk: bool = False,
               block: int = 12) -> torch.Tensor:
     """Propagate soft labels from frame 0 through a clip (see the module docstring).
 
     Args:
         feats: (T, C, h, w) features, L2-normalised over C.
         first_labels: (L, h, w) soft one-hot labels of frame 0 at feature resolution.
+        temperature: 0.05 as the release's documented evaluation command (its argument default is 0.07).
         per_frame_topk: take the top k of each context frame, then the softmax over all kept
             (the ablation of the supplement's F); the default is top k jointly over all sources.
         block: side of the query blocks (an implementation detail: any value gives the same result).

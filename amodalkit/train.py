@@ -87,6 +87,12 @@ class TrainResult:
         losses = self.history.get("val_loss") or []
         return min(losses) if losses else None
 
+    @property
+    def selected_val_loss(self) -> float | None:
+        """The validation loss of the returned weights (the best one, or the last with ``select="last"``)."""
+        pairs = dict(zip(self.history.get("val_step") or [], self.history.get("val_loss") or []))
+        return pairs.get(self.best_step)
+
 
 def _partial_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name + ".partial")
@@ -96,7 +102,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
           seed: int, validate: Callable[[nn.Module], float] | None = None, validate_every: int | None = None,
           checkpoint: Path | str | None = None, checkpoint_every: int = 100, desc: str = "training",
           weight_decay: float = 0.0, run_device: torch.device | None = None,
-          trainable: Callable[[nn.Module], list] | None = None) -> TrainResult:
+          trainable: Callable[[nn.Module], list] | None = None, select: str = "best") -> TrainResult:
     """Train ``model`` with Adam for ``steps`` steps and return the selected weights.
 
     Args:
@@ -107,6 +113,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         checkpoint: final checkpoint path; progress is kept in ``<checkpoint>.partial`` and a later
             call with the same path resumes from it.
         trainable: the parameters to optimise (default: all); a frozen part stays bit-identical.
+        select: "best" returns the weights of the lowest validation loss; "last" the final weights (the
+            validation curve is still recorded), as releases that evaluate their last checkpoint do.
 
     Raises:
         TrainingError: the loss became NaN or infinite (names the step and the last finite loss).
@@ -115,6 +123,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         raise ValueError(f"{desc}: steps must be a positive integer, got {steps!r}")
     if not lr > 0:
         raise ValueError(f"{desc}: lr must be > 0, got {lr!r}")
+    if select not in ("best", "last"):
+        raise ValueError(f"{desc}: select must be 'best' or 'last', got {select!r}")
     run_device = run_device or device()
     model.to(run_device)
     params = trainable(model) if trainable else [p for p in model.parameters() if p.requires_grad]
@@ -174,7 +184,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     except KeyboardInterrupt:
         save_partial(done)  # every completed step is kept; the next call resumes here
         raise
-    if best[2] is not None:
+    if best[2] is not None and select == "best":
         model.load_state_dict(best[2])
         best_step = best[1]
     else:

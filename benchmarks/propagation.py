@@ -29,7 +29,7 @@ from amodalkit.propagation import _aggregate, context_frames, propagate
 
 @torch.no_grad()
 def dense_propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int = 20, topk: int = 10,
-                    radius: float = 12, temperature: float = 0.07, per_frame_topk: bool = False) -> torch.Tensor:
+                    radius: float = 12, temperature: float = 0.05, per_frame_topk: bool = False) -> torch.Tensor:
     """The reference: dense affinity to all context nodes, then the radius mask, top-k, softmax."""
     t_len, channels, h, w = feats.shape
     n_labels = first_labels.shape[0]

@@ -67,6 +67,14 @@ def test_selection_returns_the_weights_with_the_lowest_validation_loss():
     result = train(_model(), _loss, steps=8, lr=1e-2, seed=0, validate=validate, validate_every=2)
     assert result.best_step == 4 and result.history["val_step"] == [2, 4, 6, 8]
     assert all(torch.equal(result.model.state_dict()[k], snapshots[1][k]) for k in snapshots[1])
+    assert result.selected_val_loss == 2.0 and result.best_val_loss == 2.0
+    # select="last": the final weights (the release's last checkpoint), the curve still recorded
+    values = iter([5.0, 2.0, 3.0, 4.0])
+    snapshots.clear()
+    last = train(_model(), _loss, steps=8, lr=1e-2, seed=0, validate=validate, validate_every=2, select="last")
+    assert last.best_step == 8 and last.history["val_loss"] == [5.0, 2.0, 3.0, 4.0]
+    assert all(torch.equal(last.model.state_dict()[k], snapshots[3][k]) for k in snapshots[3])
+    assert last.selected_val_loss == 4.0 and last.best_val_loss == 2.0
 
 
 def test_cache_by_configuration(tmp_path, monkeypatch):
@@ -98,6 +106,8 @@ def test_bad_arguments_are_named():
         train(_model(), _loss, steps=0, lr=1e-2, seed=0)
     with pytest.raises(ValueError, match="lr"):
         train(_model(), _loss, steps=2, lr=0.0, seed=0)
+    with pytest.raises(ValueError, match="select must be 'best' or 'last'"):
+        train(_model(), _loss, steps=2, lr=1e-2, seed=0, select="first")
 
 
 def test_plateau_improvement_by_hand():

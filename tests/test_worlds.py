@@ -198,3 +198,64 @@ def test_fishbowl_fish_neither_pass_through_each_other_nor_flip_in_one_frame():
     assert old_swaps > 0 and old_flips > 0 and old_pairs > 20 and old_changes > 0
     assert pairs > 20 and swaps == 0, f"{swaps} depth swaps among {pairs} overlapping pairs"
     assert changes > 0 and flips == 0, f"{flips} of {changes} turn-arounds in one frame"
+
+
+# the earlier vos look (issue 14): this hash of frames + visible masks was taken with the code before the change
+_VOS_BEFORE_HASHES = ("1990d05d81f3dcf9", "0c5ba4ab7cbe82f8")
+
+
+def _vos_entries_and_exits(clips) -> tuple[int, int]:
+    """(objects that enter or leave the frame, objects) over clips: visible area zero on some frames, not on others."""
+    moving = total = 0
+    for clip in clips:
+        area = clip.visible.sum(axis=(2, 3))  # (T, K)
+        moving += int(((area == 0).any(0) & (area > 0).any(0)).sum())
+        total += clip.n_objects
+    return moving, total
+
+
+def test_vos_earlier_look_is_reachable_and_the_new_look_changes_pixels_only():
+    from amodalkit.data.vos import VOS_BEFORE_ISSUE_14, video_look
+
+    size = dict(height=96, width=160, n_frames=24)
+    old = load_world("vos", "test", seed=0, n_clips=2, cache=False, **size, **VOS_BEFORE_ISSUE_14)
+    got = tuple(hashlib.sha256(c.frames.tobytes() + c.visible.tobytes()).hexdigest()[:16] for c in old)
+    assert got == _VOS_BEFORE_HASHES
+    # the photometric changes act on the frames alone: the same draw without them has the same ground truth
+    plain = dict(drift=0.0, light=0.0, blur=0.0, noise_sigma=0.0)
+    looked, flat = (load_world("vos", "test", seed=3, n_clips=3, cache=False, **size, **p)[2] for p in ({}, plain))
+    for name in ("visible", "amodal", "flow_fwd", "object_flow_fwd", "depth", "poses", "camera"):
+        assert np.array_equal(getattr(looked, name), getattr(flat, name)), name
+    difference = looked.frames.astype(float) - flat.frames
+    assert 2.0 < difference.std() < 60.0  # changed, and still the same scene
+    rng = np.random.default_rng(0)
+    assert np.array_equal(video_look(flat.frames, rng, **plain), flat.frames)
+    noisy = video_look(np.full((4, 32, 32, 3), 128, np.uint8), rng, drift=0.0, light=0.0, blur=0.0, noise_sigma=4.0)
+    assert abs(noisy.astype(float).std() - 4.0) < 0.2  # sensor noise of sigma 4 grey levels
+
+
+def test_vos_ground_truth_keeps_its_kind_and_colour_no_longer_separates_objects():
+    """The new look keeps what the old world held (every clip has occlusion; objects enter and leave) and shares one
+    palette between objects and background, so an object's mean colour lies among the background's colours."""
+    from amodalkit.data.vos import VOS_BEFORE_ISSUE_14
+
+    size = dict(height=96, width=128, n_frames=32)
+    new = list(load_world("vos", "test", seed=1, n_clips=8, cache=False, **size))
+    old = list(load_world("vos", "test", seed=1, n_clips=8, cache=False, **size, **VOS_BEFORE_ISSUE_14))
+    for clips in (new, old):
+        assert all(c.occlusion.max() > 0.1 for c in clips)
+        moving, total = _vos_entries_and_exits(clips)
+        assert moving >= 0.15 * total, (moving, total)
+
+    def colour_gap(clips) -> float:
+        """Median over objects of the distance from the object's mean colour to the nearest background pixel colour."""
+        gaps = []
+        for clip in clips:
+            background = clip.frames[~clip.visible.any(1)].reshape(-1, 3).astype(float)[::7]
+            for k in range(clip.n_objects):
+                pixels = clip.frames[clip.visible[:, k]].reshape(-1, 3).astype(float)
+                if len(pixels):
+                    gaps.append(np.linalg.norm(background - pixels.mean(0), axis=1).min())
+        return float(np.median(gaps))
+
+    assert colour_gap(new) < 0.5 * colour_gap(old), (colour_gap(new), colour_gap(old))

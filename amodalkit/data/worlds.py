@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from .scene import Clip, never_background_comoving, never_visible, render_clip
+from .vos import VOS_DEFAULTS, VOS_PAPER, vos_check, vos_clip
 from .shapes import Ellipse, Polygon, Shape, Sprite, Texture, affine, convex_polygon_on_circle, random_convex_polygon, random_texture
 
 SPLITS = ("train", "val", "test")
@@ -533,77 +534,6 @@ def _street_check(cfg: dict) -> None:
             raise _world_error("street", f"{key} must be a probability in [0, 1], got {cfg[key]!r}")
 
 
-# ======================================================================================= vos
-
-VOS_DEFAULTS = dict(height=64, width=112, n_frames=16, n_objects=(2, 4), object_size=(0.14, 0.24), pan_speed=1.0)
-VOS_PAPER = dict(height=480, width=854, n_frames=60, n_objects=(2, 5), pan_speed=4.0)
-
-
-def blob_shape(rng: np.random.Generator) -> Shape:
-    """A random blob: the union of 3-5 ellipses about the origin, about 2 units across."""
-    parts = [Ellipse(0, 0, rng.uniform(0.5, 0.8), rng.uniform(0.4, 0.7), rng.uniform(0, np.pi))]
-    for _ in range(int(rng.integers(2, 5))):
-        a = rng.uniform(0, 2 * np.pi)
-        r = rng.uniform(0.2, 0.5)
-        parts.append(Ellipse(r * np.cos(a), r * np.sin(a), rng.uniform(0.25, 0.5), rng.uniform(0.2, 0.45), rng.uniform(0, np.pi)))
-    return Shape(tuple(parts))
-
-
-def _vos_clip(rng: np.random.Generator, *, height, width, n_frames, n_objects, object_size, pan_speed,
-              max_tries: int = 50) -> Clip:
-    for _ in range(max_tries):
-        clip = _vos_attempt(rng, height, width, n_frames, n_objects, object_size, pan_speed)
-        if clip.occlusion.max() > 0.1:  # the objects must occlude each other somewhere
-            return clip
-    raise RuntimeError(f"vos world: no clip with occlusion in {max_tries} tries; use more or larger objects")
-
-
-def _vos_attempt(rng, height, width, n_frames, n_objects, object_size, pan_speed) -> Clip:
-    k = int(rng.integers(n_objects[0], n_objects[1] + 1))
-    pan = pan_speed * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), 0.4 * np.sin(a)])
-    camera = np.stack([affine(*(-pan * t)) for t in range(n_frames)])
-    # the objects pass near a common point at a middle frame, so they occlude each other
-    t_meet = int(rng.integers(n_frames // 4, 3 * n_frames // 4 + 1))
-    meet = rng.uniform([0.3 * width, 0.3 * height], [0.7 * width, 0.7 * height])
-    sprites = []
-    for obj in range(k):
-        size = rng.uniform(*object_size) * min(height, width)
-        at_meet = meet + rng.normal(0, 0.6 * size, size=2)
-        if rng.random() < 0.35:  # this one comes in from outside the frame (and may leave again)
-            side = rng.integers(4)
-            outside = np.array([[-size, at_meet[1]], [width + size, at_meet[1]], [at_meet[0], -size], [at_meet[0], height + size]][side])
-            velocity = (at_meet - outside) / max(t_meet, 1)
-        else:
-            velocity = rng.normal(0, 0.8, size=2) * size / 10
-        start = at_meet - velocity * t_meet
-        spin = rng.normal(0, 0.05)
-        wobble = rng.uniform(0.05, 0.2)
-        period = rng.uniform(6, 16)
-        poses = []
-        for t in range(n_frames):
-            phase = 2 * np.pi * t / period
-            # the camera pans with the objects, so they move by `velocity` in the image and the background by -pan
-            world = start + (velocity + pan) * t
-            s = size * (1 + 0.15 * np.sin(phase / 2))
-            poses.append(camera[t] @ affine(world[0], world[1], spin * t,
-                                            s * (1 + wobble * np.sin(phase)), s * (1 - wobble * np.sin(phase)),
-                                            shear=wobble * np.cos(phase)))
-        sprites.append(Sprite(blob_shape(rng), random_texture(rng, kinds=("stripes", "spots", "noise")), np.stack(poses),
-                              np.full(n_frames, float(obj) + rng.uniform(-0.3, 0.3))))
-    background = Texture("noise", tuple(tuple(int(c) for c in rng.integers(30, 160, 3)) for _ in range(2)),
-                         period=5.0, seed=int(rng.integers(2**31)))
-    return render_clip(sprites, background, camera, height, width)
-
-
-def _vos_check(cfg: dict) -> None:
-    _frames_and_size("vos", cfg)
-    _range("vos", "n_objects", cfg["n_objects"], low=2)  # occlusion needs two
-    lo, hi = _range("vos", "object_size", cfg["object_size"])
-    if hi > 0.5:
-        raise _world_error("vos", f"object_size is a fraction of min(height, width) and must be <= 0.5 "
-                                  f"(objects larger than the frame), got {cfg['object_size']!r}")
-
-
 # ================================================================================ the registry
 
 WORLDS: dict[str, dict[str, Any]] = {
@@ -612,7 +542,8 @@ WORLDS: dict[str, dict[str, Any]] = {
                         check=_chewing_gum_check, n_clips=16),
     "fishbowl": dict(make=_fishbowl_clip, defaults=FISHBOWL_DEFAULTS, paper=FISHBOWL_PAPER, check=_fishbowl_check, n_clips=8),
     "street": dict(make=_street_clip, defaults=STREET_DEFAULTS, paper=STREET_PAPER, check=_street_check, n_clips=8),
-    "vos": dict(make=_vos_clip, defaults=VOS_DEFAULTS, paper=VOS_PAPER, check=_vos_check, n_clips=8),
+    "vos": dict(make=vos_clip, defaults=VOS_DEFAULTS, paper=VOS_PAPER,
+                check=lambda cfg: vos_check(cfg, _world_error, _frames_and_size, _range), n_clips=8, module="vos.py"),
 }
 
 
@@ -639,10 +570,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AMODALKIT_CACHE", Path.home() / ".cache" / "amodalkit")) / "worlds"
 
 
-def _generator_version() -> str:
-    """A hash of the world code: a change to the generators invalidates every cached clip."""
+def generator_version(name: str) -> str:
+    """A hash of the code that generates world ``name``: the shared modules plus the world's own module (where it has
+    one), so a change to the generators invalidates the cached clips of the worlds it touches."""
     digest = hashlib.sha256()
-    for module in ("shapes.py", "scene.py", "worlds.py"):
+    own = WORLDS[name].get("module")
+    for module in ("shapes.py", "scene.py", "worlds.py") + ((own,) if own else ()):
         digest.update((Path(__file__).parent / module).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -699,7 +632,7 @@ def load_world(name: str, split: str, *, seed: int = 0, n_clips: int | None = No
     n_clips = spec["n_clips"] if n_clips is None else n_clips
     if not isinstance(n_clips, int) or n_clips < 1:
         raise _world_error(name, f"n_clips must be a positive integer, got {n_clips!r}")
-    key_base = json.dumps({"world": name, "split": split, "seed": seed, "params": cfg, "code": _generator_version()},
+    key_base = json.dumps({"world": name, "split": split, "seed": seed, "params": cfg, "code": generator_version(name)},
                           sort_keys=True, default=list)
 
     def make(index: int) -> Clip:

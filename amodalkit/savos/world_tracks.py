@@ -75,7 +75,7 @@ def load_world_tracks(world: str, seed: int, clips: dict[str, int], *, size=(16,
     from ..data import load_world
     from ..data.flow import estimate_flow
     from ..data.tracks import object_tracks
-    from ..data.worlds import _generator_version
+    from ..data.worlds import generator_version
     from ..results import atomic_write_bytes
 
     if flow not in ("estimated", "truth"):
@@ -90,7 +90,7 @@ def load_world_tracks(world: str, seed: int, clips: dict[str, int], *, size=(16,
     package = Path(__file__).parent.parent
     digest = hashlib.sha256(json.dumps(dict(world=world, seed=seed, clips=clips, size=list(size), window=window,
                                             preset=preset, flow=flow, boxes=boxes, train_tracks=train_tracks,
-                                            code=_generator_version()), sort_keys=True).encode())
+                                            code=generator_version(world)), sort_keys=True).encode())
     for name in ("data/tracks.py", "data/flow.py", "savos/world_tracks.py"):
         digest.update((package / name).read_bytes())
     path = Path(os.environ.get("AMODALKIT_CACHE", Path.home() / ".cache" / "amodalkit")) / "savos_tracks" / f"{digest.hexdigest()[:24]}.pkl"
