@@ -117,7 +117,7 @@ _CRW_COMMON: dict[str, Param] = {
     "dim": Param(int, 128, "node embedding dimension (paper 128)", 4, 512),
     # 7 models a seed (4 strides, the noise control, the single-map pair) x 3 seeds in 15 minutes: far too few steps for
     # the correspondence gate (benchmarks/crw_gate_budget.py measures what a longer run reaches)
-    "steps": Param(int, 80, "training steps", 1, 1_000_000),
+    "steps": Param(int, 40, "training steps", 1, 1_000_000),
     "lr": Param(float, 1e-4, "Adam learning rate (paper 1e-4)", 1e-6, 1.0),
     "stride": Param(int, 4, "frames between clip frames for the main model (paper: 8 fps of 30)", 1, 30),
     "test_scale": Param(float, 2.0, "frames are resized by this before encoding at test (paper: 256 -> 480p)", 0.25, 4.0),
@@ -194,7 +194,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     },
     "crw_shortcut": {
         **_CRW_COMMON,
-        "map_steps": Param(int, 80, "training steps of the single-map runs (as many as `steps`)", 1, 1_000_000),
+        "map_steps": Param(int, 40, "training steps of the single-map runs (as many as `steps`)", 1, 1_000_000),
     },
     "crw_propagation": {
         **_CRW_COMMON,
