@@ -27,7 +27,10 @@ def test_end_point_error_by_hand():
 
 
 def test_dis_is_close_to_ground_truth_on_a_world():
-    clip = load_world("vos", "test", seed=0, n_clips=1)[0]
+    """On fishbowl, the world whose DIS flow the SaVos chapters use: end-point error 0.32 / 0.48 px (seeds 0 / 1).
+    (The video-like vos of issue 14 is harder for DIS on purpose: 0.77 / 1.37 px, against 0.13 / 0.33 for its earlier
+    flat look.)"""
+    clip = load_world("fishbowl", "test", seed=0, n_clips=1)[0]
     forward, _ = estimate_flow(clip.frames)
     assert end_point_error(forward[:-1], clip.flow_fwd[:-1]) < 0.6
 
