@@ -18,6 +18,7 @@ Box convention: (x0, y0, x1, y1) in pixels of a continuous frame whose pixel i c
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import progress
 from .ops import crop_to_box, mask_boxes, paste_from_box, synthetic_occlusion
 
 MASK_SIZE = 28
@@ -43,6 +45,19 @@ def kl_weight(step: int, final: float = 0.5, start: float = 0.01, alpha: float =
         (0.01, 0.01)
     """
     return final - (final - start) * alpha ** max(0, step - begin)
+
+
+def scaled_kl_schedule(steps: int, fraction: float = 0.1) -> tuple[int, float]:
+    """(kl_begin, kl_alpha) of a stage 1 run of ``steps`` steps: annealing starts after ``fraction`` of the run and
+    alpha = 1 - 1 / kl_begin, so lambda closes 1 - 1/e of its gap every kl_begin steps. The paper's 20,000 steps give
+    its values, (2000, 0.9995).
+
+    Example:
+        >>> scaled_kl_schedule(20_000)
+        (2000, 0.9995)
+    """
+    begin = max(1, round(fraction * steps))
+    return begin, 1 - 1 / begin if begin > 1 else 0.5
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -203,6 +218,53 @@ class Instances:
                          pred_occluders)
 
 
+def _usable(visible: np.ndarray, amodal: np.ndarray, min_visible: int) -> bool:
+    """An instance with ground truth: >= min_visible visible pixels and an amodal mask clear of the image border."""
+    border = amodal[0].any() or amodal[-1].any() or amodal[:, 0].any() or amodal[:, -1].any()
+    return bool(visible.sum() >= min_visible and not border)
+
+
+def full_mask_set(world: str, seed: int, *, n_clips: int, every: int = 2, min_visible: int = 12, split: str = "train",
+                  preset: str = "quick", **params) -> np.ndarray:
+    """The fully visible instance masks of the first ``n_clips`` clips of a split: (N, H, W) bool.
+
+    Stage 1 of the VAE needs many distinct full masks (the chapters' instance sets hold a few hundred, and a VAE
+    trained on those overfits). The clips are generated without keeping them on disk (a few hundred clips would
+    take gigabytes) and only the masks are cached, bit-packed, under ``$AMODALKIT_CACHE/vae_masks`` (keyed by the
+    world's generator code and this function's). The first clips are the chapters' own training clips.
+    """
+    import hashlib
+    import inspect
+
+    from .data import load_world
+    from .data.worlds import cache_dir, generator_version
+
+    key = json.dumps(dict(world=world, split=split, seed=seed, n_clips=n_clips, every=every, min_visible=min_visible,
+                          preset=preset, params=params, generator=generator_version(world),
+                          code=inspect.getsource(full_mask_set) + inspect.getsource(_usable)), sort_keys=True, default=str)
+    path = cache_dir().parent / "vae_masks" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".npz")
+    if path.is_file():
+        with np.load(path) as saved:
+            shape = tuple(saved["shape"])
+            return np.unpackbits(saved["bits"], count=int(np.prod(shape))).reshape(shape).astype(bool)
+    clips = load_world(world, split, seed=seed, n_clips=n_clips, preset=preset, cache=False, **params)
+    masks = []
+    for clip in progress(clips, desc=f"{world} full masks"):
+        for t in range(0, clip.n_frames, every):
+            for k in clip.evaluated:
+                visible, amodal = clip.visible[t, k], clip.amodal[t, k]
+                if visible.sum() == amodal.sum() and _usable(visible, amodal, min_visible):
+                    masks.append(visible)
+    if not masks:
+        raise ValueError(f"full_mask_set: no fully visible instance in {n_clips} {world}/{split} clips")
+    out = np.stack(masks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez(partial, bits=np.packbits(out), shape=np.array(out.shape))
+    partial.replace(path)  # never a half-written file
+    return out
+
+
 def load_instances(world: str, split: str, *, seed: int, n_clips: int, every: int = 4, min_visible: int = 12,
                    preset: str = "quick", **params) -> Instances:
     """Instances of the evaluated objects of ``world`` on every ``every``-th frame.
@@ -221,8 +283,7 @@ def load_instances(world: str, split: str, *, seed: int, n_clips: int, every: in
             all_visible = clip.visible[t].any(axis=0)
             for k in clip.evaluated:
                 amodal, visible = clip.amodal[t, k], clip.visible[t, k]
-                border = amodal[0].any() or amodal[-1].any() or amodal[:, 0].any() or amodal[:, -1].any()
-                if visible.sum() < min_visible or border:
+                if not _usable(visible, amodal, min_visible):
                     continue
                 rows["visible"].append(visible)
                 rows["amodal"].append(amodal)
@@ -249,8 +310,9 @@ def reconstruction(logits: torch.Tensor, target: torch.Tensor, weight: torch.Ten
 
 
 def stage1_loss(model: AmodalVAE, full: torch.Tensor, kl: float, generator: torch.Generator) -> torch.Tensor:
-    """The VAE's negative ELBO on full masks (B, H, W): reconstruction + kl * KL, mean over the batch."""
-    crops = crop_to_box(full, mask_boxes(full))
+    """The VAE's negative ELBO on full masks (B, H, W), or on their 28x28 crops (B, 1, 28, 28): reconstruction +
+    kl * KL, mean over the batch."""
+    crops = full if full.dim() == 4 else crop_to_box(full, mask_boxes(full))
     mu, logvar = model.full_encoder(crops)
     logits = model.decoder(model.sample(mu, logvar, generator))
     return (reconstruction(logits, crops) + kl * kl_divergence(mu, logvar)).mean()
@@ -295,11 +357,12 @@ def complete(model: AmodalVAE, visible: torch.Tensor, samples: int = 0, generato
     placed in the image at the transformer's box.
 
     Returns:
-        {"mode": (N, H, W) probabilities, "samples": (S, N, H, W), "std": (N, latent) posterior stds}.
+        {"mode": (N, H, W) probabilities, "samples": (S, N, H, W), "std" and "mu": (N, latent) posterior stds and
+        means}.
     """
     model.eval()
     device = next(model.parameters()).device
-    modes, draws, stds = [], [], []
+    modes, draws, stds, mus = [], [], [], []
     for i in range(0, len(visible), batch):
         v = visible[i:i + batch].float().to(device)
         box = mask_boxes(v)
@@ -312,9 +375,10 @@ def complete(model: AmodalVAE, visible: torch.Tensor, samples: int = 0, generato
 
         modes.append(place(mu))
         stds.append((0.5 * logvar).exp().cpu())
+        mus.append(mu.cpu())
         draws.append(torch.stack([place(model.sample(mu, logvar, generator)) for _ in range(samples)])
                      if samples else torch.zeros(0, *v.shape))
-    return {"mode": torch.cat(modes), "samples": torch.cat(draws, dim=1), "std": torch.cat(stds)}
+    return {"mode": torch.cat(modes), "samples": torch.cat(draws, dim=1), "std": torch.cat(stds), "mu": torch.cat(mus)}
 
 
 def binarise(probs: torch.Tensor, visible: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -391,21 +455,111 @@ def instances_digest(*sets: Instances) -> str:
     return digest.hexdigest()[:16]
 
 
-def train_amodal_vae(recipe: VAERecipe, train_set: Instances, val_set: Instances, *, seed: int, data_key: dict):
+STAGE1_FIELDS = ("width", "hidden", "batch", "steps1", "lr1", "kl_final", "kl_start", "kl_alpha", "kl_begin", "anneal")
+
+
+@torch.no_grad()
+def posterior(encoder: MaskEncoder, crops: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar), each (N, latent), of 28x28 crops (N, 1, 28, 28) under an encoder in eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    out = [encoder(crops[i:i + batch].to(device)) for i in range(0, len(crops), batch)]
+    encoder.train(was_training)
+    return torch.cat([m for m, _ in out]).cpu(), torch.cat([v for _, v in out]).cpu()
+
+
+def latent_activity(mu: torch.Tensor) -> torch.Tensor:
+    """Burda et al.'s activity of each latent dimension: the variance over the data of the posterior mean,
+    (N, D) -> (D,). A dimension the encoder ignores has the same mean for every input (activity 0)."""
+    return mu.var(dim=0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1])
+
+
+def active_units(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """Active dimensions as Burda et al. (2016) define them: activity (:func:`latent_activity`) > 0.01. (D,) bool."""
+    return latent_activity(mu) > threshold
+
+
+def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The KL of each latent dimension to the prior, mean over the data: (N, D) -> (D,). An inactive dimension's
+    posterior equals the prior (KL 0)."""
+    return (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).mean(dim=0)
+
+
+def train_stage1(recipe: VAERecipe, train_masks: np.ndarray | torch.Tensor, val_masks: np.ndarray | torch.Tensor, *,
+                 seed: int, data_key: dict):
+    """Stage 1, the VAE on full masks (N, H, W), cached by the stage-1 fields of the recipe and the masks themselves,
+    so every experiment that starts from the same stage 1 shares one model.
+
+    Validation (every 5% of the steps) records the negative ELBO at the final KL weight on every validation mask
+    (the same z draws each time), the active dimensions as Burda et al. define them (``val_active``) and those with
+    a mean posterior std below 0.9 (``val_active_std``). Returns the :class:`~amodalkit.train.TrainResult`.
+    """
+    from .train import device, train_cached
+
+    run_device = device()
+    crops = {name: shape_crops(m).unsqueeze(1).to(run_device) for name, m in (("train", train_masks), ("val", val_masks))}
+    for name, c in crops.items():
+        if len(c) < 2:
+            raise ValueError(f"train_stage1: the {name} set needs >= 2 full masks, got {len(c)}")
+    config = dict(method="amodal_vae", stage=1, recipe={f: getattr(recipe, f) for f in STAGE1_FIELDS}, data=data_key,
+                  seed=seed, masks=_tensor_digest(crops["train"], crops["val"]))
+
+    def make() -> AmodalVAE:
+        torch.manual_seed(seed)
+        return AmodalVAE(recipe.width, recipe.hidden)
+
+    def loss(m, step, g):
+        pick = torch.randint(len(crops["train"]), (min(recipe.batch, len(crops["train"])),), generator=g)
+        return stage1_loss(m, crops["train"][pick], recipe.kl(step), g)
+
+    def validate(m):
+        val = crops["val"]
+        losses = [float(stage1_loss(m, val[i:i + 256], recipe.kl_final, torch.Generator().manual_seed(7 + i)))
+                  * len(val[i:i + 256]) for i in range(0, len(val), 256)]
+        mu, logvar = posterior(m.full_encoder, val)
+        return {"loss": sum(losses) / len(val), "active": int(active_units(mu).sum()),
+                "active_std": int(((0.5 * logvar).exp().mean(0) < 0.9).sum())}
+
+    return train_cached("amodal_vae", config, make, loss, code=("amodal_vae.py",), steps=recipe.steps1, lr=recipe.lr1,
+                        seed=seed, desc="Amodal-VAE stage 1", validate=validate,
+                        validate_every=max(recipe.steps1 // 20, 1))
+
+
+def _tensor_digest(*tensors: torch.Tensor) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train_amodal_vae(recipe: VAERecipe, train_set: Instances, val_set: Instances, *, seed: int, data_key: dict,
+                     stage1_masks: tuple[np.ndarray, np.ndarray] | None = None, partial_init: str = "full"):
     """Train the three stages (each cached by configuration) and return (model, {stage: TrainResult}).
 
-    Stage 1 and 2 use the fully visible instances (their visible mask is the full mask, no amodal
-    annotation needed); stage 3 the occluded ones with their occluders. Each stage keeps the weights
-    with the lowest validation loss of its own objective (never ground truth amodal masks).
+    Stage 1 learns the full masks ``stage1_masks`` = (train, val) (N, H, W) bool when given (a large set, see
+    :func:`full_mask_set`), else the fully visible instances of the two sets; stage 2 draws its full masks and
+    occluders from the same training masks; stage 3 uses the occluded instances and their occluders. Each stage keeps
+    the weights with the lowest validation loss of its own objective (never ground truth amodal masks).
+
+    partial_init: "full" starts stage 2's partial-mask encoder from the trained full-mask encoder (the supplement is
+        silent; it trains each stage to convergence, which a random start does not reach in our budget), "random"
+        from its initialisation.
     """
     import copy
 
     from .train import device, train_cached
 
+    if partial_init not in ("full", "random"):
+        raise ValueError(f"train_amodal_vae: partial_init must be 'full' or 'random', got {partial_init!r}")
     run_device = device()
     whole = {"train": train_set.visible_ratio >= 1.0, "val": val_set.visible_ratio >= 1.0}
     sets = {name: s for name, s in (("train", train_set), ("val", val_set))}
-    full = {k: _masks(sets[k].subset(whole[k]), "visible").to(run_device) for k in sets}
+    if stage1_masks is None:
+        stage1_masks = tuple(sets[k].visible[whole[k]] for k in ("train", "val"))
+    full = {k: torch.as_tensor(np.asarray(m)).to(run_device) for k, m in zip(("train", "val"), stage1_masks)}  # bool
     occluded = {k: sets[k].subset(~whole[k]) for k in sets}
     partial = {k: (_masks(occluded[k], "visible").to(run_device), _masks(occluded[k], "occluders").to(run_device))
                for k in sets}
@@ -422,39 +576,36 @@ def train_amodal_vae(recipe: VAERecipe, train_set: Instances, val_set: Instances
                                                   torch.Generator().manual_seed(7 + i)))
                                         for i in range(max(1, min(n, math.ceil(len(tensors[0]) / recipe.batch))))]))
 
-    # the key holds a digest of the instances themselves: a change to a world's generator retrains the stages even
-    # where the notebook's data_key (world, seed, clips) stays the same
-    base = dict(method="amodal_vae", recipe=dataclasses.asdict(recipe), data=data_key, seed=seed,
-                instances=instances_digest(train_set, val_set))
+    results = {1: train_stage1(recipe, full["train"], full["val"], seed=seed, data_key=data_key)}
     code = ("amodal_vae.py",)
-    results = {}
+    # stages 2 and 3 are keyed by stage 1's key plus their own fields and data
+    base = dict(method="amodal_vae", stage1=dict(recipe={f: getattr(recipe, f) for f in STAGE1_FIELDS}, data=data_key,
+                                                 masks=_tensor_digest(full["train"], full["val"])), seed=seed,
+                stage23=dict(batch=recipe.batch, lr23=recipe.lr23, kl_final=recipe.kl_final, partial_init=partial_init))
 
-    def first() -> AmodalVAE:
-        torch.manual_seed(seed)
-        return AmodalVAE(recipe.width, recipe.hidden)
-
-    def loss1(m, step, g):
-        return stage1_loss(m, full["train"][batch_of(full["train"], g)], recipe.kl(step), g)
-
-    results[1] = train_cached("amodal_vae", {**base, "stage": 1}, first, loss1, code=code, steps=recipe.steps1,
-                              lr=recipe.lr1, seed=seed, desc="Amodal-VAE stage 1",
-                              validate=fixed(lambda m, f, g: stage1_loss(m, f, recipe.kl_final, g), [full["val"]]))
+    def start2() -> AmodalVAE:
+        model = copy.deepcopy(results[1].model)
+        if partial_init == "full":
+            model.partial_encoder.load_state_dict(model.full_encoder.state_dict())
+        return model
 
     def loss2(m, step, g):
-        return stage2_loss(m, full["train"][batch_of(full["train"], g)], full["train"], recipe.kl_final, g)
+        return stage2_loss(m, full["train"][batch_of(full["train"], g)].float(), full["train"], recipe.kl_final, g)
 
-    val_pool = full["val"]
-    results[2] = train_cached("amodal_vae", {**base, "stage": 2}, lambda: copy.deepcopy(results[1].model), loss2,
+    val_full = full["val"].float()
+    results[2] = train_cached("amodal_vae", {**base, "stage": 2, "steps2": recipe.steps2}, start2, loss2,
                               code=code, steps=recipe.steps2, lr=recipe.lr23, seed=seed + 1, desc="Amodal-VAE stage 2",
                               trainable=lambda m: [*m.partial_encoder.parameters(), *m.box.parameters()],
-                              validate=fixed(lambda m, f, g: stage2_loss(m, f, val_pool, recipe.kl_final, g), [full["val"]]))
+                              validate=fixed(lambda m, f, g: stage2_loss(m, f, val_full, recipe.kl_final, g), [val_full]))
 
     def loss3(m, step, g):
         visible, occluders = partial["train"]
         pick = batch_of(visible, g)
         return stage3_loss(m, visible[pick], occluders[pick], recipe.kl_final, g)
 
-    results[3] = train_cached("amodal_vae", {**base, "stage": 3}, lambda: copy.deepcopy(results[2].model), loss3,
+    results[3] = train_cached("amodal_vae", {**base, "stage": 3, "steps2": recipe.steps2, "steps3": recipe.steps3,
+                                             "instances": instances_digest(occluded["train"], occluded["val"])},
+                              lambda: copy.deepcopy(results[2].model), loss3,
                               code=code, steps=recipe.steps3, lr=recipe.lr23, seed=seed + 2, desc="Amodal-VAE stage 3",
                               trainable=lambda m: [*m.partial_encoder.parameters(), *m.decoder.parameters(),
                                                    *m.box.parameters()],
@@ -468,7 +619,7 @@ def train_amodal_vae(recipe: VAERecipe, train_set: Instances, val_set: Instances
 
 def shape_crops(masks: np.ndarray | torch.Tensor, size: int = MASK_SIZE) -> torch.Tensor:
     """Masks (N, H, W) cropped tightly and resized: (N, size, size) float (the VAE's view of a shape)."""
-    m = torch.as_tensor(np.asarray(masks)).float()
+    m = masks.float() if torch.is_tensor(masks) else torch.as_tensor(np.asarray(masks)).float()
     return crop_to_box(m, mask_boxes(m), size)[:, 0]
 
 

@@ -8,13 +8,19 @@ visible mask A and another instance's mask B laid at a random place near A:
 * otherwise B is **behind**: the input is A unchanged, and the target is A too (the network learns
   not to grow a mask into an occluder that does not hide it).
 
-The network sees the (cut) mask and the occluder mask in a crop around the instance and predicts
-the completed mask. At test time the input is the visible mask and the union of the other objects'
-visible masks; the completion is the prediction united with the visible mask.
+The network sees the (cut) mask and the eraser in a crop around the instance and predicts the
+completed mask. At test time the input is the visible mask and, as the eraser, the union of the other
+objects' visible masks (the release uses the occluders its order network puts in front, or with
+``ours_nog`` every neighbour; we have no order network).
 
-It is usable two ways: as an architecture (:class:`PCNetM`, :func:`complete`) and as a loss
-(:func:`deocclusion_pairs` + :func:`deocclusion_loss` can train any network mapping (mask,
-occluder) to mask logits, e.g. SaVos's completer for Table 2's mixed row).
+The release's recipe (XiaohangZhan/deocclusion, checked in its code): crops of the box enlarged 3 times
+(side max(sqrt(3 w h), 1.1 w, 1.1 h)) with centre and scale jitter and flips at training; in the
+behind case the eraser is cut by the mask; cross-entropy weighted 5 inside the eraser; at test the
+completion probability above 0.2, used as it is.
+
+It is usable two ways: as an architecture (:class:`PCNetM`, :func:`complete`, :func:`amodal_masks`) and as a
+loss (:func:`deocclusion_pairs` + :func:`deocclusion_loss` can train any network mapping (mask,
+eraser) to mask logits, e.g. SaVos's completer for Table 2's mixed row).
 """
 from __future__ import annotations
 
@@ -56,52 +62,85 @@ class PCNetM(nn.Module):
         return self.out(u1)
 
 
-def context_boxes(masks: torch.Tensor, enlarge: float = 2.0) -> torch.Tensor:
-    """Square crops (N, 4) centred on each mask's box, ``enlarge`` times its longer side."""
+RELEASE_ENLARGE = 3.0  # the release's enlarge_box
+RELEASE_THRESHOLD = 0.2  # the release's amodal threshold in its evaluation scripts (--amodal-th 0.2)
+ERASER_WEIGHT = 5.0  # the release's inmask_weight: the loss inside the eraser counts 5 times
+
+
+def context_boxes(masks: torch.Tensor, enlarge: float = RELEASE_ENLARGE, generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+    """The release's square crops around each mask's box (N, 4): side max(sqrt(w h enlarge), 1.1 w, 1.1 h), centred
+    on the box. With a ``generator`` (training) the release's jitter: the centre shifted by U(-0.2, 0.2) of the side
+    in x and y, and the side divided by U(0.8, 1.2)."""
     box = mask_boxes(masks)
+    w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+    side = torch.maximum(torch.sqrt(w * h * enlarge), torch.maximum(1.1 * w, 1.1 * h))
     centre = (box[:, :2] + box[:, 2:]) / 2
-    half = enlarge * (box[:, 2:] - box[:, :2]).max(dim=1).values[:, None] / 2
-    return torch.cat([centre - half, centre + half], dim=1)
+    if generator is not None:
+        u = torch.rand(len(masks), 3, generator=generator).to(masks.device)
+        centre = centre + (u[:, :2] * 0.4 - 0.2) * side[:, None]
+        side = side / (0.8 + 0.4 * u[:, 2])
+    return torch.cat([centre - side[:, None] / 2, centre + side[:, None] / 2], dim=1)
 
 
 def deocclusion_pairs(masks: torch.Tensor, pool: torch.Tensor, generator: torch.Generator, p_behind: float = 0.2,
-                      size: int = 32, enlarge: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """PCNet-M's self-supervised training pairs, cropped around each instance.
+                      size: int = 32, enlarge: float = RELEASE_ENLARGE, jitter: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PCNet-M's self-supervised training pairs, cropped around each instance as the release does.
+
+    An eraser B (another instance's mask, laid as :func:`amodalkit.ops.synthetic_occlusion` lays it) is in front
+    with probability ``1 - p_behind``: the input is A minus B. Otherwise B is behind: B is cut by A (the release's
+    ``eraser[modal == 1] = 0``) and the input is A unchanged. The target is A in both cases. Crops follow
+    :func:`context_boxes` (with its jitter when ``jitter``) and are mirrored left-right with probability 0.5.
 
     Args:
-        masks: (B, H, W) float visible masks A; pool: (M, H, W) float masks to draw B from.
+        masks: (B, H, W) float visible masks A; pool: (M, H, W) masks to draw B from (float or bool).
 
     Returns:
-        inputs (B, 2, size, size) = [A minus B (or A), B] and targets (B, 1, size, size) = A.
+        inputs (B, 2, size, size) = [input mask, eraser], targets (B, 1, size, size) = A, and the eraser
+        (B, 1, size, size) for the loss weights (:func:`weighted_deocclusion_loss`).
     """
-    cut, occluder = synthetic_occlusion(masks, pool, generator, min_visible=0.0)
+    _, occluder = synthetic_occlusion(masks, pool, generator, min_visible=0.0)
     behind = (torch.rand(len(masks), generator=generator) < p_behind).to(masks.device)[:, None, None]
-    shown = torch.where(behind, masks, cut)
-    box = context_boxes(masks, enlarge)
-    inputs = torch.cat([crop_to_box(shown, box, size), crop_to_box(occluder, box, size)], dim=1)
-    return inputs, crop_to_box(masks, box, size)
+    shown = torch.where(behind, masks, masks * (1 - occluder))
+    eraser = torch.where(behind, occluder * (1 - masks), occluder)
+    box = context_boxes(masks, enlarge, generator if jitter else None)
+    crops = [crop_to_box(m, box, size) for m in (shown, eraser, masks)]
+    if jitter:
+        flip = (torch.rand(len(masks), generator=generator) < 0.5).to(masks.device)[:, None, None, None]
+        crops = [torch.where(flip, c.flip(-1), c) for c in crops]
+    shown, eraser, target = crops
+    return torch.cat([shown, eraser], dim=1), target, eraser
 
 
-def deocclusion_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of the completed-mask logits against A (mean over pixels and batch)."""
-    return F.binary_cross_entropy_with_logits(logits, targets)
+def deocclusion_loss(logits: torch.Tensor, targets: torch.Tensor, eraser: torch.Tensor) -> torch.Tensor:
+    """The release's loss on (B, 1, S, S): cross-entropy weighted :data:`ERASER_WEIGHT` inside the eraser and 1
+    outside, divided by the number of pixels (:func:`weighted_deocclusion_loss`)."""
+    return weighted_deocclusion_loss(logits, targets, eraser, ERASER_WEIGHT)
 
 
 @torch.no_grad()
-def complete(model: nn.Module, visible: torch.Tensor, occluders: torch.Tensor, size: int = 32, enlarge: float = 2.0,
-             batch: int = 256) -> torch.Tensor:
-    """Amodal completion probabilities (N, H, W) from visible masks and occluder masks (N, H, W),
-    pasted back into the image (0 outside the crop)."""
+def complete(model: nn.Module, visible: torch.Tensor, occluders: torch.Tensor, size: int = 32,
+             enlarge: float = RELEASE_ENLARGE, batch: int = 256) -> torch.Tensor:
+    """Amodal completion probabilities (N, H, W) from visible masks and occluder masks (N, H, W), the eraser being
+    every occluder pixel (the release erases them from the input, a no-op for disjoint masks), pasted back into the
+    image (0 outside the crop)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(visible), batch):
         v, o = visible[i:i + batch].float().to(device), occluders[i:i + batch].float().to(device)
         box = context_boxes(v, enlarge)
-        x = torch.cat([crop_to_box(v, box, size), crop_to_box(o, box, size)], dim=1)
+        x = torch.cat([crop_to_box(v * (1 - o), box, size), crop_to_box(o, box, size)], dim=1)
         probs = torch.sigmoid(model(x))
         out.append(paste_from_box(probs, box, *v.shape[1:])[:, 0].cpu())
     return torch.cat(out)
+
+
+def amodal_masks(probs: torch.Tensor, threshold: float = RELEASE_THRESHOLD) -> torch.Tensor:
+    """The release's amodal mask: the completion probability above ``threshold`` (0.2 in its evaluation scripts),
+    taken as it is (the release neither unites it with the visible mask nor cuts it to the eraser). (N, H, W) bool."""
+    return probs > threshold
 
 
 # --------------------------------------------------------------------- Self-Deocclusion on SaVos's crops

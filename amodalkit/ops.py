@@ -154,7 +154,7 @@ def synthetic_occlusion(full: torch.Tensor, pool: torch.Tensor, generator: torch
     """
     b, height, width = full.shape
     pick = torch.randint(len(pool), (b,), generator=generator)
-    occluder = pool[pick.to(pool.device)]
+    occluder = pool[pick.to(pool.device)].to(full.dtype)  # the pool may be held as bool
     fb, ob = mask_boxes(full), mask_boxes(occluder)
     u = torch.rand(b, 2, generator=generator).to(full.device)
     target = fb[:, :2] + u * (fb[:, 2:] - fb[:, :2])

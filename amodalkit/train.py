@@ -99,7 +99,7 @@ def _partial_path(checkpoint: Path) -> Path:
 
 
 def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator], torch.Tensor], *, steps: int, lr: float,
-          seed: int, validate: Callable[[nn.Module], float] | None = None, validate_every: int | None = None,
+          seed: int, validate: Callable[[nn.Module], float | dict] | None = None, validate_every: int | None = None,
           checkpoint: Path | str | None = None, checkpoint_every: int = 100, desc: str = "training",
           weight_decay: float = 0.0, run_device: torch.device | None = None,
           trainable: Callable[[nn.Module], list] | None = None, select: str = "best") -> TrainResult:
@@ -108,7 +108,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     Args:
         loss_fn: ``loss_fn(model, step, generator) -> scalar``; draws its batch from ``generator``.
         validate: self-supervised validation loss (no ground truth); the weights with the lowest
-            value are selected. None: the final weights are returned.
+            value are selected. It may return a dict {"loss": value, name: scalar, ...}: the other
+            scalars are recorded per validation as ``history["val_<name>"]``. None: the final weights
+            are returned.
         validate_every: steps between validations (default: steps // 10, and always at the end).
         checkpoint: final checkpoint path; progress is kept in ``<checkpoint>.partial`` and a later
             call with the same path resumes from it.
@@ -151,10 +153,17 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         nonlocal best
         model.eval()
         with torch.no_grad():
-            value = float(validate(model))
+            measured = validate(model)
         model.train()
+        # a dict carries scalars watched beside the loss (e.g. a VAE's active latent dimensions): "val_<name>" lists
+        extras = dict(measured) if isinstance(measured, dict) else {"loss": measured}
+        if "loss" not in extras:
+            raise ValueError(f"{desc}: validate returned a dict without a 'loss' entry: {sorted(extras)}")
+        value = float(extras.pop("loss"))
         history["val_step"].append(done)
         history["val_loss"].append(value)
+        for name, extra in extras.items():
+            history.setdefault(f"val_{name}", []).append(float(extra))
         if value < best[0]:
             best = (value, done, _cpu_state(model))
 

@@ -155,3 +155,65 @@ def test_load_instances_keeps_whole_objects_and_their_occluders():
     assert len(data.subset(ratio < 1)) == int((ratio < 1).sum())
     with pytest.raises(ValueError, match="min_visible"):
         av.load_instances("street", "test", seed=0, n_clips=1, every=3, min_visible=10**6)
+
+
+def test_kl_schedule_scaled_to_the_run_gives_the_papers_values_at_its_size():
+    assert av.scaled_kl_schedule(20_000) == (2000, 0.9995)
+    begin, alpha = av.scaled_kl_schedule(1500)
+    assert begin == 150 and alpha == pytest.approx(1 - 1 / 150)
+    # after begin + kl_begin steps lambda has closed 1 - 1/e of its gap (alpha^begin ~ e^-1)
+    gap = av.kl_weight(2 * begin, 0.5, 0.01, alpha, begin) - 0.01
+    assert gap / 0.49 == pytest.approx(1 - math.exp(-1), abs=0.01)
+    from amodalkit.profiles import resolve
+
+    for profile in ("quick", "paper"):  # every profile follows the rule
+        p = resolve("vae_analysis", profile)
+        assert (p["kl_begin"], p["kl_alpha"]) == pytest.approx(av.scaled_kl_schedule(p["steps1"])), profile
+
+
+def test_burda_active_units_and_per_dimension_kl_by_hand():
+    mu = torch.tensor([[0.0, 1.0, 0.05], [0.0, -1.0, -0.05], [0.0, 0.0, 0.0]])  # variances 0, 1, 0.0025
+    assert torch.allclose(av.latent_activity(mu), torch.tensor([0.0, 1.0, 0.0025]))
+    assert av.active_units(mu).tolist() == [False, True, False]
+    logvar = torch.zeros(3, 3)
+    logvar[:, 0] = math.log(4.0)  # std 2, mean 0: KL = 0.5 (4 - 1 - log 4)
+    kl = av.kl_per_dimension(mu, logvar)
+    assert kl[0].item() == pytest.approx(0.5 * (4 - 1 - math.log(4)))
+    assert kl[1].item() == pytest.approx(0.5 * 2 / 3)  # 0.5 mu^2 averaged over (1, 1, 0)
+    assert kl.sum().item() == pytest.approx(av.kl_divergence(mu, logvar).mean().item())
+
+
+def test_full_mask_set_holds_whole_objects_and_is_cached(monkeypatch):
+    masks = av.full_mask_set("fishbowl", 0, n_clips=2, every=4)
+    assert masks.dtype == bool and masks.ndim == 3 and len(masks) > 0
+    data = av.load_instances("fishbowl", "train", seed=0, n_clips=2, every=4)
+    whole = data.visible[data.visible_ratio >= 1.0]
+    assert np.array_equal(masks, whole)  # the same instances as the chapters' fully visible ones
+    import amodalkit.data
+
+    monkeypatch.setattr(amodalkit.data, "load_world", lambda *a, **k: (_ for _ in ()).throw(AssertionError("regenerated")))
+    assert np.array_equal(av.full_mask_set("fishbowl", 0, n_clips=2, every=4), masks)  # from the cache
+
+
+def test_stage1_is_shared_and_stage2_starts_from_the_full_encoder(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    train_set = av.load_instances("fishbowl", "train", seed=0, n_clips=2, every=4)
+    val_set = av.load_instances("fishbowl", "val", seed=0, n_clips=1, every=4)
+    recipe = av.VAERecipe(width=4, hidden=16, batch=8, steps1=3, steps2=2, steps3=1, kl_begin=1, kl_alpha=0.5)
+    key = dict(test=1)
+    _, first = av.train_amodal_vae(recipe, train_set, val_set, seed=0, data_key=key)
+    assert not first[1].from_cache and len(first[1].history["val_active"]) == len(first[1].history["val_loss"])
+    import dataclasses
+    _, second = av.train_amodal_vae(dataclasses.replace(recipe, steps2=3), train_set, val_set, seed=0, data_key=key)
+    assert second[1].from_cache and not second[2].from_cache  # a stage-2 change keeps stage 1
+    # stage 2 starts from the full encoder: with 0 effective change the partial encoder would equal it
+    start = av.AmodalVAE(4, 16)
+    start.load_state_dict(first[1].model.state_dict())
+    start.partial_encoder.load_state_dict(start.full_encoder.state_dict())
+    moved = sum(float((a - b).abs().sum()) for a, b in zip(first[2].model.partial_encoder.parameters(),
+                                                            start.partial_encoder.parameters()))
+    random_start = sum(float((a - b).abs().sum()) for a, b in zip(first[1].model.partial_encoder.parameters(),
+                                                                   start.partial_encoder.parameters()))
+    assert moved < 0.1 * random_start
+    with pytest.raises(ValueError, match="partial_init"):
+        av.train_amodal_vae(recipe, train_set, val_set, seed=0, data_key=key, partial_init="copy")

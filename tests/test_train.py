@@ -77,6 +77,20 @@ def test_selection_returns_the_weights_with_the_lowest_validation_loss():
     assert last.selected_val_loss == 4.0 and last.best_val_loss == 2.0
 
 
+def test_validation_may_watch_scalars_beside_the_loss():
+    values = iter([(3.0, 10), (1.0, 20), (2.0, 30)])
+
+    def validate(model):
+        loss, watched = next(values)
+        return {"loss": loss, "active": watched}
+
+    result = train(_model(), _loss, steps=6, lr=1e-2, seed=0, validate=validate, validate_every=2)
+    assert result.history["val_loss"] == [3.0, 1.0, 2.0] and result.history["val_active"] == [10.0, 20.0, 30.0]
+    assert result.best_step == 4  # selection still uses the loss alone
+    with pytest.raises(ValueError, match="'loss'"):
+        train(_model(), _loss, steps=2, lr=1e-2, seed=0, validate=lambda m: {"active": 1.0}, validate_every=1)
+
+
 def test_cache_by_configuration(tmp_path, monkeypatch):
     monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
     calls = {"n": 0}
