@@ -142,6 +142,7 @@ def test_in_view_is_the_rectangle_that_stays_inside():
     ("vos", dict(object_size=(0.2, 0.9)), "objects larger than the frame"),
     ("chewing_gum", dict(height=20), "do not fit a 20x56 frame"),
     ("street", dict(miss_rate=1.5), "miss_rate must be a probability"),
+    ("street", dict(degradation="blur"), "degradation must be"),
     ("fishbowl", dict(height=8), "height must be an integer >= 16"),
     ("rigid", dict(colour="red"), r"unknown parameter\(s\) \['colour'\]"),
 ])
@@ -259,3 +260,28 @@ def test_vos_ground_truth_keeps_its_kind_and_colour_no_longer_separates_objects(
         return float(np.median(gaps))
 
     assert colour_gap(new) < 0.5 * colour_gap(old), (colour_gap(new), colour_gap(old))
+
+
+def test_street_detector_errors_stay_outside_other_objects_and_the_old_masks_are_reachable():
+    import hashlib
+
+    from amodalkit.data.worlds import STREET_BEFORE_ISSUE_15, detector_masks
+
+    street = load_world("street", "train", seed=0, n_clips=1, cache=False)[0]
+    pred = street.extra["visible_pred"]
+    for k in range(street.n_objects):  # a prediction never takes another object's pixels (no spill into hidden parts)
+        others = np.delete(street.visible, k, axis=1).any(axis=1)
+        assert not (pred[:, k] & others).any()
+    old = load_world("street", "train", seed=0, n_clips=1, cache=False, **STREET_BEFORE_ISSUE_15)[0]
+    assert np.array_equal(old.visible, street.visible) and np.array_equal(old.frames, street.frames)
+    # the masks drawn before issue 15, hash taken with that code
+    assert hashlib.sha256(old.extra["visible_pred"].tobytes()).hexdigest()[:16] == "e26649f8b4f9167d"
+    # by hand: a 9 x 9 square, no boundary noise, a certain miss and a certain false positive
+    square = np.zeros((1, 1, 20, 20), dtype=bool)
+    square[0, 0, 5:14, 5:14] = True
+    exact = detector_masks(square, np.random.default_rng(0), 0.0, 3.0, 0.0, 0.0)
+    assert np.array_equal(exact, square)  # no noise, no errors: the mask itself
+    bitten = detector_masks(square, np.random.default_rng(0), 0.0, 3.0, 1.0, 0.0)[0, 0]
+    assert bitten.sum() < square.sum() and not (bitten & ~square[0, 0]).any()
+    grown = detector_masks(square, np.random.default_rng(0), 0.0, 3.0, 0.0, 1.0)[0, 0]
+    assert grown.sum() > square.sum() and (grown & square[0, 0]).sum() == square.sum()

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..deocclusion import amodal_masks
 from .baseline import rule_based_completion
 from .model import VARIANTS, SaVosNet, Variant, cycled_batch, predict, track_batch
 from .training import SaVosRecipe, train_variant
@@ -21,15 +22,16 @@ def crop_predictions(model: nn.Module, variant: Variant, track, donor=None) -> n
 
     SaVos-loss rows: the fused prediction (frames 1..N-2 have both passes; each frame's prediction
     is made without its own visible mask). Self-Deocclusion-loss rows: the completer's output of
-    each frame (the SaVos network) or PCNet-M's completion from [visible mask, other objects' masks].
+    each frame (the SaVos network) or PCNet-M's completion from [visible mask, other objects' masks], as the
+    release takes it (above 0.2, given as 0 or 1).
     donor: another track whose frames replace each frame's history (SaVos networks; see :func:`reliance_probes`).
     """
     dev = next(model.parameters()).device
     model.eval()
     batch = track_batch([track]).to(dev)
-    if variant.architecture == "pcnet":
+    if variant.architecture == "pcnet":  # the release's completion: probability above 0.2, as 0 / 1
         x = torch.stack([batch.visible[0], batch.others[0]], 1)
-        return torch.sigmoid(model(x))[:, 0].cpu().numpy()
+        return amodal_masks(torch.sigmoid(model(x))[:, 0]).float().cpu().numpy()
     pred = predict(model, batch, None if donor is None else cycled_batch(donor, len(track.frame_index)).to(dev))
     out = pred.masks if variant.loss == "deocclusion" else pred.fused
     return out[0].cpu().numpy()
