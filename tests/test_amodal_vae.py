@@ -217,3 +217,24 @@ def test_stage1_is_shared_and_stage2_starts_from_the_full_encoder(tmp_path, monk
     assert moved < 0.1 * random_start
     with pytest.raises(ValueError, match="partial_init"):
         av.train_amodal_vae(recipe, train_set, val_set, seed=0, data_key=key, partial_init="copy")
+
+
+def test_the_training_key_covers_every_module_the_training_imports():
+    from pathlib import Path
+
+    from test_savos_package import _relative_imports
+
+    package = Path(av.__file__).parent.parent
+    keyed = set(av.TRAINING_CODE) | {"train.py"}
+    # the data enter the keys by content (instances_digest, the stage-1 mask digest), not by code
+    covered_elsewhere = {"amodal_vae/data.py", "__init__.py", "amodal_vae/__init__.py"}
+    todo, seen = ["amodal_vae/training.py"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name in covered_elsewhere:
+            continue
+        seen.add(name)
+        if name != "train.py":
+            todo += sorted(_relative_imports(package / name))
+    assert seen <= keyed, f"imported by the training but not in its cache key: {sorted(seen - keyed)}"
+    assert "amodal_vae/analysis.py" not in keyed  # an edit to the evaluation does not retrain the stages
