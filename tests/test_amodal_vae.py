@@ -220,21 +220,11 @@ def test_stage1_is_shared_and_stage2_starts_from_the_full_encoder(tmp_path, monk
 
 
 def test_the_training_key_covers_every_module_the_training_imports():
-    from pathlib import Path
+    from test_savos_package import imported_by
 
-    from test_savos_package import _relative_imports
-
-    package = Path(av.__file__).parent.parent
     keyed = set(av.TRAINING_CODE) | {"train.py"}
     # the data enter the keys by content (instances_digest, the stage-1 mask digest), not by code
-    covered_elsewhere = {"amodal_vae/data.py", "__init__.py", "amodal_vae/__init__.py"}
-    todo, seen = ["amodal_vae/training.py"], set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name in covered_elsewhere:
-            continue
-        seen.add(name)
-        if name != "train.py":
-            todo += sorted(_relative_imports(package / name))
+    seen = imported_by("amodal_vae/training.py",
+                       covered_elsewhere={"amodal_vae/data.py", "__init__.py", "amodal_vae/__init__.py"})
     assert seen <= keyed, f"imported by the training but not in its cache key: {sorted(seen - keyed)}"
     assert "amodal_vae/analysis.py" not in keyed  # an edit to the evaluation does not retrain the stages

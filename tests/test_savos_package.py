@@ -30,21 +30,26 @@ def _relative_imports(path: Path) -> set[str]:
     return {p.removeprefix("./") for p in out}
 
 
-def test_the_training_key_covers_every_module_the_training_imports():
-    # what training runs: training.py and, transitively, what it imports; the tracks come with their own digest
-    # (data.key, which hashes world_tracks.py and data/), and train.py counts for every cached model (its own helpers,
-    # the progress bar and atomic writes, do not change what is trained)
-    keyed = set(savos.TRAINING_CODE) | {"train.py"}
-    covered_elsewhere = {"savos/world_tracks.py", "savos/__init__.py"}
-    leaves = {"train.py"}
-    todo, seen = ["savos/training.py"], set()
+def imported_by(start: str, covered_elsewhere: set[str]) -> set[str]:
+    """Package files ``start`` imports, transitively (train.py is a leaf: its helpers do not change what is trained),
+    except those in ``covered_elsewhere``."""
+    todo, seen = [start], set()
     while todo:
         name = todo.pop()
         if name in seen or name in covered_elsewhere:
             continue
         seen.add(name)
-        if name not in leaves:
+        if name != "train.py":
             todo += sorted(_relative_imports(PACKAGE / name))
+    return seen
+
+
+def test_the_training_key_covers_every_module_the_training_imports():
+    # what training runs: training.py and, transitively, what it imports; the tracks come with their own digest
+    # (data.key, which hashes world_tracks.py and data/), and train.py counts for every cached model (its own helpers,
+    # the progress bar and atomic writes, do not change what is trained)
+    keyed = set(savos.TRAINING_CODE) | {"train.py"}
+    seen = imported_by("savos/training.py", covered_elsewhere={"savos/world_tracks.py", "savos/__init__.py"})
     assert seen <= keyed, f"imported by the training but not in its cache key: {sorted(seen - keyed)}"
     assert "savos/experiments.py" not in keyed  # an edit to the evaluation does not retrain the rows
 
