@@ -262,3 +262,134 @@ def object_level_miou(values: np.ndarray) -> float:
     """The mean IoU over all object-frames, whatever their frame (Table 8 of SaVos)."""
     values = np.asarray(values, dtype=np.float64)
     return float(values.mean()) if len(values) else float("nan")
+
+
+# ================================================================ instance tracks (STEm-Seg's metrics)
+
+
+def _object_masks(ids: np.ndarray, n: int) -> np.ndarray:
+    """(n, T, H, W) bool masks of ids 1..n of a (T, H, W) id array (an absent id gives an empty mask)."""
+    return ids[None] == np.arange(1, n + 1)[:, None, None, None]
+
+
+def evaluate_davis_unsupervised(proposals, ground_truth, bound_th: float = 0.008, max_proposals: int = 20) -> DavisResult:
+    """DAVIS J, F and J&F for the unsupervised task, as the official DAVIS-2017 toolkit computes it.
+
+    Per sequence: the objects are ids 1..max of the ground truth's first frame; the proposals are ids
+    1..max of the predictions over frames 1..n-2 (more than ``max_proposals`` is an error, as in the
+    toolkit); with fewer proposals than objects, empty masks pad. J and F of every (object, proposal) pair
+    over frames 1..n-2; the Hungarian assignment maximises the mean over those frames of (J + F) / 2; each
+    object is scored with its assigned proposal (statistics as :func:`evaluate_davis`).
+
+    Args:
+        proposals, ground_truth: dicts {sequence: (T, H, W) int id arrays}, or folders as for :func:`evaluate_davis`.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    gt = _as_id_arrays(ground_truth, "ground_truth")
+    pred = _as_id_arrays(proposals, "proposals", like=gt)
+    missing = sorted(set(gt) - set(pred))
+    if missing:
+        raise ValueError(f"evaluate_davis_unsupervised: no proposals for sequences {missing}")
+    objects, sequences = {}, {}
+    for name, gt_ids in gt.items():
+        pred_ids = pred[name]
+        if pred_ids.shape != gt_ids.shape or gt_ids.ndim != 3 or len(gt_ids) < 3:
+            raise ValueError(f"evaluate_davis_unsupervised: {name}: proposals {pred_ids.shape} and ground truth "
+                             f"{gt_ids.shape} must be one (T >= 3, H, W) shape")
+        n_obj = int(gt_ids[0].max())
+        n_prop = int(pred_ids[1:-1].max(initial=0))
+        if n_prop > max_proposals:
+            raise ValueError(f"evaluate_davis_unsupervised: {name}: proposal id {n_prop} exceeds the {max_proposals} "
+                             f"proposals the task allows")
+        if n_obj == 0:
+            continue
+        n_prop = max(n_prop, n_obj)
+        gt_masks, pred_masks = _object_masks(gt_ids, n_obj), _object_masks(pred_ids, n_prop)
+        n_frames = len(gt_ids)
+        j = np.zeros((n_prop, n_obj, n_frames))
+        f = np.zeros_like(j)
+        for p in range(n_prop):
+            for o in range(n_obj):
+                for t in range(1, n_frames - 1):  # the toolkit never reads the first and last frames
+                    j[p, o, t] = davis_j(pred_masks[p, t], gt_masks[o, t])
+                    f[p, o, t] = davis_f(pred_masks[p, t], gt_masks[o, t], bound_th)
+        score = (j[:, :, 1:-1].mean(2) + f[:, :, 1:-1].mean(2)) / 2
+        rows, cols = linear_sum_assignment(-score)
+        seq = {"J": [], "F": []}
+        for p, o in zip(rows, cols):
+            objects[name, o + 1] = {"J": davis_statistics(j[p, o]), "F": davis_statistics(f[p, o])}
+            seq["J"].append(objects[name, o + 1]["J"].mean)
+            seq["F"].append(objects[name, o + 1]["F"].mean)
+        j_mean, f_mean = float(np.mean(seq["J"])), float(np.mean(seq["F"]))
+        sequences[name] = {"J": j_mean, "F": f_mean, "J&F": (j_mean + f_mean) / 2}
+    if not objects:
+        raise ValueError("evaluate_davis_unsupervised: no sequence has an object in its first frame")
+    overall = {}
+    for measure in ("J", "F"):
+        for stat in ("mean", "recall", "decay"):
+            overall[f"{measure}-{stat.capitalize()}"] = float(np.mean([getattr(o[measure], stat) for o in objects.values()]))
+    overall["J&F"] = (overall["J-Mean"] + overall["F-Mean"]) / 2
+    return DavisResult(objects, sequences, overall)
+
+
+def mots_metrics(tracks, ground_truth, iou_threshold: float = 0.5) -> dict[str, float]:
+    """MOTS measures (Voigtlaender et al. 2019) over a set of sequences.
+
+    Per frame a predicted mask matches a ground-truth mask when their IoU exceeds 0.5 (unique, as masks
+    do not overlap); TP = matches, soft TP = sum of their IoUs, FP = unmatched predictions, FN = unmatched
+    ground truth; an ID switch is a ground-truth object whose matched track differs from the track it was
+    last matched to. Counts are summed over all sequences:
+
+        sMOTSA = (soft TP - FP - IDS) / |M|,  MOTSA = (TP - FP - IDS) / |M|,  MOTSP = soft TP / TP,
+
+    |M| the number of ground-truth masks (object-frames).
+
+    Args:
+        tracks, ground_truth: {sequence: (T, H, W) int id arrays} (0 background); or a single pair of arrays.
+
+    Returns:
+        dict: sMOTSA, MOTSA, MOTSP, TP, FP, FN, IDS, n_gt.
+    """
+    if not isinstance(tracks, dict):
+        tracks, ground_truth = {"sequence": tracks}, {"sequence": ground_truth}
+    if set(tracks) != set(ground_truth):
+        raise ValueError(f"mots_metrics: sequences differ: {sorted(set(tracks) ^ set(ground_truth))}")
+    tp = fp = fn = ids = 0
+    soft = 0.0
+    for name in ground_truth:
+        pred_ids, gt_ids = np.asarray(tracks[name]), np.asarray(ground_truth[name])
+        if pred_ids.shape != gt_ids.shape or gt_ids.ndim != 3:
+            raise ValueError(f"mots_metrics: {name}: tracks {pred_ids.shape} and ground truth {gt_ids.shape} must be "
+                             f"one (T, H, W) shape")
+        last_match: dict[int, int] = {}
+        for pred_frame, gt_frame in zip(pred_ids, gt_ids):
+            gts = [g for g in np.unique(gt_frame) if g != 0]
+            preds = [p for p in np.unique(pred_frame) if p != 0]
+            matched_preds = set()
+            for g in gts:
+                g_mask = gt_frame == g
+                best = None
+                for p in preds:
+                    p_mask = pred_frame == p
+                    inter = np.logical_and(g_mask, p_mask).sum()
+                    iou = inter / np.logical_or(g_mask, p_mask).sum()
+                    if iou > iou_threshold:
+                        best = (p, float(iou))
+                        break  # disjoint masks: at most one prediction has IoU > 0.5
+                if best is None:
+                    fn += 1
+                    continue
+                p, iou = best
+                tp += 1
+                soft += iou
+                matched_preds.add(p)
+                if g in last_match and last_match[g] != p:
+                    ids += 1
+                last_match[g] = p
+            fp += len(preds) - len(matched_preds)
+    n_gt = tp + fn
+    if n_gt == 0:
+        raise ValueError("mots_metrics: the ground truth has no object mask")
+    return dict(sMOTSA=(soft - fp - ids) / n_gt, MOTSA=(tp - fp - ids) / n_gt, MOTSP=soft / tp if tp else float("nan"),
+                TP=tp, FP=fp, FN=fn, IDS=ids, n_gt=n_gt)
