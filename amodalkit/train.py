@@ -102,7 +102,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
           seed: int, validate: Callable[[nn.Module], float | dict] | None = None, validate_every: int | None = None,
           checkpoint: Path | str | None = None, checkpoint_every: int = 100, desc: str = "training",
           weight_decay: float = 0.0, run_device: torch.device | None = None,
-          trainable: Callable[[nn.Module], list] | None = None, select: str = "best") -> TrainResult:
+          trainable: Callable[[nn.Module], list] | None = None, select: str = "best",
+          lr_schedule: Callable[[int], float] | None = None) -> TrainResult:
     """Train ``model`` with Adam for ``steps`` steps and return the selected weights.
 
     Args:
@@ -117,6 +118,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         trainable: the parameters to optimise (default: all); a frozen part stays bit-identical.
         select: "best" returns the weights of the lowest validation loss; "last" the final weights (the
             validation curve is still recorded), as releases that evaluate their last checkpoint do.
+        lr_schedule: ``lr_schedule(step)`` multiplies ``lr`` at each step (None: constant); see
+            :func:`exponential_decay`.
 
     Raises:
         TrainingError: the loss became NaN or infinite (names the step and the last finite loss).
@@ -180,6 +183,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
                                     f"stopping. Lower the learning rate (lr = {lr}) or check the inputs.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if lr_schedule is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * float(lr_schedule(step))
             optimizer.step()
             done = step + 1
             history["step"].append(step)
@@ -204,6 +210,27 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         if partial.is_file():
             partial.unlink()
     return result
+
+
+def exponential_decay(steps: int, start: float, factor: float) -> Callable[[int], float]:
+    """A learning-rate multiplier: 1 until ``start`` x ``steps``, then exponential decay reaching ``factor`` at the
+    last step (STEm-Seg's release: constant, then ExponentialLR down to 1e-2 from 37.5% of the iterations).
+
+    Example:
+        >>> schedule = exponential_decay(100, 0.5, 0.01)
+        >>> schedule(10), round(schedule(99), 6)
+        (1.0, 0.01)
+    """
+    if not 0 <= start < 1 or not 0 < factor <= 1 or steps < 1:
+        raise ValueError(f"exponential_decay: need steps >= 1, 0 <= start < 1 and 0 < factor <= 1, got {steps}, {start}, "
+                         f"{factor}")
+    first = int(start * steps)
+    span = max(steps - 1 - first, 1)
+
+    def multiplier(step: int) -> float:
+        return 1.0 if step <= first else factor ** (min(step - first, span) / span)
+
+    return multiplier
 
 
 def plateau_improvement(history: dict[str, list], tail: float = 0.2) -> float:

@@ -104,3 +104,69 @@ def test_evaluate_davis_on_arrays_and_folders(tmp_path):
 def test_bad_masks_are_named():
     with pytest.raises(ValueError, match="davis_j: pred and gt must be boolean"):
         davis_j(np.zeros((3, 3)), np.zeros((3, 4)))
+
+
+# ---------------------------------------------------------------- unsupervised DAVIS and MOTS (STEm-Seg)
+from amodalkit.metrics import evaluate_davis_unsupervised, mots_metrics  # noqa: E402
+
+
+def _two_objects(n_frames=6, h=24, w=32):
+    gt = np.zeros((n_frames, h, w), dtype=np.int64)
+    for t in range(n_frames):
+        gt[t, 2:10, 2 + t:10 + t] = 1
+        gt[t, 14:22, 20 - t:28 - t] = 2
+    return gt
+
+
+def test_unsupervised_davis_is_perfect_for_permuted_ids_and_equals_the_semi_supervised_numbers_when_aligned():
+    gt = _two_objects()
+    permuted = np.where(gt == 1, 2, np.where(gt == 2, 1, 0))
+    assert evaluate_davis_unsupervised({"s": permuted}, {"s": gt}).overall["J&F"] == pytest.approx(1.0)
+    noisy = gt.copy()
+    noisy[:, 2:4, :] = 0  # damage both objects
+    unsup = evaluate_davis_unsupervised({"s": noisy}, {"s": gt}).overall
+    semi = evaluate_davis({"s": noisy}, {"s": gt}).overall
+    for key in ("J&F", "J-Mean", "J-Recall", "J-Decay", "F-Mean"):
+        assert unsup[key] == pytest.approx(semi[key])
+
+
+def test_unsupervised_davis_assigns_proposals_by_score_whatever_their_ids():
+    gt = _two_objects()
+    prop = np.where(gt == 1, 3, np.where(gt == 2, 2, 0))
+    prop[:, 0:2, 12:20] = 1  # a junk proposal, first in id order
+    result = evaluate_davis_unsupervised({"s": prop}, {"s": gt})
+    assert result.overall["J&F"] == pytest.approx(1.0)
+
+
+def test_unsupervised_davis_pads_missing_proposals_and_limits_them_to_twenty():
+    gt = _two_objects()
+    only_first = np.where(gt == 1, 1, 0)
+    result = evaluate_davis_unsupervised({"s": only_first}, {"s": gt})
+    assert result.objects["s", 1]["J"].mean == pytest.approx(1.0)
+    assert result.objects["s", 2]["J"].mean == pytest.approx(0.0)  # an empty proposal against a present object
+    assert result.overall["J-Mean"] == pytest.approx(0.5)
+    many = gt.copy()
+    many[2, 0, 0] = 21
+    with pytest.raises(ValueError, match="20 proposals"):
+        evaluate_davis_unsupervised({"s": many}, {"s": gt})
+    many[2, 0, 0] = 0
+    many[0, 0, 0] = 21  # ids in the first and last frames are never read, as in the toolkit
+    assert evaluate_davis_unsupervised({"s": many}, {"s": gt}).overall["J&F"] == pytest.approx(1.0)
+
+
+def test_mots_metrics_on_hand_made_tracks():
+    gt = _two_objects(n_frames=4)
+    perfect = mots_metrics(gt, gt)
+    assert perfect["sMOTSA"] == pytest.approx(1.0) and perfect["IDS"] == 0 and perfect["n_gt"] == 8
+    switched = gt.copy()
+    switched[2:][switched[2:] == 1] = 5  # object 1 changes track at frame 2: one ID switch
+    m = mots_metrics(switched, gt)
+    assert m["IDS"] == 1 and m["TP"] == 8 and m["sMOTSA"] == pytest.approx((8 - 1) / 8)
+    fp = gt.copy()
+    fp[0, 0, 30:] = 7  # a false positive in frame 0
+    assert mots_metrics(fp, gt)["FP"] == 1 and mots_metrics(fp, gt)["MOTSA"] == pytest.approx(7 / 8)
+    shrunk = gt.copy()
+    shrunk[0][(gt[0] == 1) & (np.arange(32)[None, :] >= 4)] = 0  # object 1 in frame 0 keeps 2 of 8 columns: IoU 0.25
+    m = mots_metrics(shrunk, gt)
+    assert (m["TP"], m["FN"], m["FP"]) == (7, 1, 1)  # no match at IoU <= 0.5: a miss and a false positive
+    assert m["sMOTSA"] == pytest.approx((7 - 1 - 0) / 8)

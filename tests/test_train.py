@@ -150,3 +150,26 @@ def test_the_runner_learns_which_models_were_trained(tmp_path, monkeypatch):
     assert [e["from_cache"] for e in entries] == [False, True]
     summary = training_summary(log)
     assert summary["trained"] == 1 and summary["loaded"] == 1 and summary["train_seconds"] >= 0
+
+
+def test_lr_schedule_scales_every_step_and_a_zero_multiplier_freezes_the_weights():
+    from amodalkit.train import exponential_decay
+
+    frozen_after = 5
+    schedule = lambda step: 1.0 if step < frozen_after else 0.0  # noqa: E731
+    seen = []
+
+    def watching(model, step, generator):
+        seen.append([p.detach().clone() for p in model.parameters()])
+        return _loss(model, step, generator)
+
+    model = torch.nn.Linear(4, 1)  # no BatchNorm: buffers would move without any update
+    torch.manual_seed(0)
+    train(model, watching, steps=9, lr=1e-2, seed=0, lr_schedule=schedule,
+          run_device=torch.device("cpu"))
+    final = [p.detach() for p in model.parameters()]
+    assert not all(torch.equal(a, b) for a, b in zip(seen[1], seen[frozen_after]))  # moved while the multiplier was 1
+    assert all(torch.equal(a, b) for a, b in zip(seen[frozen_after + 1], final))  # frozen once it is 0
+    decay = exponential_decay(100, 0.375, 0.01)
+    assert decay(0) == decay(37) == 1.0 and decay(99) == pytest.approx(0.01)
+    assert all(decay(s) > decay(s + 1) for s in range(38, 99))

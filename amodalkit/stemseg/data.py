@@ -122,7 +122,9 @@ def load_stem_data(world: str, seed: int, *, train_clips: int, image_count: int,
     train = split("train", train_clips, seed)
     if train[0].n_frames < clip_len:
         raise ValueError(f"load_stem_data: clip_len {clip_len} is longer than the {world} clips ({train[0].n_frames} frames)")
-    stills = split("train", image_count, seed + 1000) if image_count else []
+    # short clips: only their middle frame is used
+    stills = load_world(name, "train", seed=seed + 1000, n_clips=image_count, preset=preset, **{**params, "n_frames": 3}) \
+        if image_count else []
     images = np.stack([frames_of(c)[c.n_frames // 2] for c in stills]) if image_count else np.zeros((0, 1, 1, 3), np.uint8)
     image_masks = [masks_of(c)[:, c.n_frames // 2] for c in stills]
     val = split("val", val_clips, seed)
