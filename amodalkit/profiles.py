@@ -227,7 +227,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "test_images": Param(int, 48, "vos frames to measure foreground IoU on", 1, 100_000),
         "object_size": Param(list, [0.08, 0.14], "vos object size range (fraction of the short side): small objects, "
                              "heavy class imbalance", 0.01, 0.5, item=float, min_len=2),
-        "net_width": Param(int, 16, "channels of the small fully convolutional segmenter", 2, 256),
+        "net_width": Param(int, 12, "channels of the small fully convolutional segmenter", 2, 256),
         "steps": Param(int, 300, "training steps per loss (equal budget)", 1, 1_000_000),
         "batch": Param(int, 8, "images per step", 1, 256),
         "lr": Param(float, 3e-3, "Adam learning rate (the same for both losses)", 1e-6, 1.0),
