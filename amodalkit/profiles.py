@@ -255,7 +255,9 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
                              0.0, 1.0),
         "image_fraction": Param(float, 0.5, "share of the image-sequence arm's clips synthesised from stills", 0.0, 1.0),
         "reid_steps": Param(int, 150, "RI-Tracker re-id network training steps (paper 25k)", 1, 1_000_000),
-        "min_seediness": Param(float, 0.8, "clustering stops below this seediness (release 0.8; 0.95 for KITTI-MOTS)", 0.0, 1.0),
+        "min_seediness": Param(float, 0.8, "DAVIS-like: clustering stops below this seediness (release 0.8)", 0.0, 1.0),
+        "fast_min_seediness": Param(float, 0.95, "fast motion: clustering stops below this seediness (release's KITTI-MOTS "
+                                    "configs 0.95)", 0.0, 1.0),
     },
     "data_worlds": {
         "n_clips": Param(int, 8, "test clips per world for the statistics", 1, 1000),

@@ -7,7 +7,9 @@ stem_mixing, a constant learning rate) once for longer on both worlds. The train
 (seed, step) and Adam at a constant rate has no schedule, so the validations of a long run up to step S are exactly
 those of a run of S steps, and the gate can be read for every S.
 
-Writes ``results/stem_gate_budget.json`` and prints a table; seconds per step are measured in this run.
+Writes ``results/stem_gate_budget.json`` and prints a table; seconds per step are measured in this run (models found
+in the cache are not retrained and get none). The validation curve is noisy, so the table gives both the first run
+length at which the gate passes and the length from which it passes at every longer length.
 
     python benchmarks/stem_gate_budget.py                         # xyff and xyt, 1500 steps, seed 0, both worlds
     python benchmarks/stem_gate_budget.py --steps 3000 --seeds 0 1 2 --mixings xyff
@@ -66,20 +68,24 @@ def main(argv=None) -> dict:
                 start = time.perf_counter()
                 result = train_stemseg(dataclasses.replace(base, mixing=mixing), data, seed)
                 seconds = time.perf_counter() - start
+                threshold = p["min_seediness"] if world == "davis_like" else p["fast_min_seediness"]
                 scores = score_tracks(predict_tracks(result.model, data, p["clip_len"], p["overlap"],
-                                                     min_seediness=p["min_seediness"]), data)
+                                                     min_seediness=threshold), data)
                 gates = gate_by_length(result.history, every)
                 first_pass = next((s for s, g in gates if g <= STEM_MAX_PLATEAU), None)
+                # the curve is noisy: the gate can pass at one length and fail at a longer one
+                passing_from = next((s for i, (s, _) in enumerate(gates)
+                                     if all(g <= STEM_MAX_PLATEAU for _, g in gates[i:])), None)
                 score = scores["jf"] if world == "davis_like" else scores["smotsa"]
                 run = dict(world=world, mixing=mixing, seed=seed, steps=args.steps,
                            seconds_per_step=None if result.from_cache else seconds / args.steps,
                            score_of_selected=score, score_name="jf" if world == "davis_like" else "smotsa",
-                           gate_by_length=gates, first_length_passing=first_pass,
+                           gate_by_length=gates, first_length_passing=first_pass, passing_from=passing_from,
                            val_step=result.history["val_step"], val_loss=result.history["val_loss"])
                 out["runs"].append(run)
                 sps = "cached" if run["seconds_per_step"] is None else f"{run['seconds_per_step']:.3f}"
                 print(f"{world:12s} {mixing:7s} {seed:4d} {sps:>7s} {score:7.3f}  "
-                      + ", ".join(f"{s}: {g:.3f}" for s, g in gates) + f"  -> first passing: {first_pass}", flush=True)
+                      + ", ".join(f"{s}: {g:.3f}" for s, g in gates) + f"  -> first passing: {first_pass}, passing at every length from: {passing_from}", flush=True)
     atomic_write_bytes(args.out, (json.dumps(out, indent=1) + "\n").encode())
     return out
 
