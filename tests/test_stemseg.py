@@ -264,3 +264,22 @@ def test_fast_motion_street_moves_cars_faster_than_the_default_street():
         return np.mean(steps)
 
     assert speed(STREET_FAST_MOTION) > 2 * speed({})
+
+
+def test_paper_recipe_runs_one_step_with_the_release_schedule(tmp_path, monkeypatch):
+    """The paper profile's recipe (width 64, the release's decay) builds and trains (on quick-sized data)."""
+    import dataclasses
+
+    from amodalkit.profiles import resolve
+    from amodalkit.stemseg import StemRecipe, load_stem_data, train_stemseg
+
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    p = resolve("stem_mixing", "paper")
+    recipe = StemRecipe(width=p["width"], stride=p["stride"], clip_len=p["clip_len"], batch=p["batch"], steps=2,
+                        lr=p["lr"], decay_start=p["decay_start"], validate_every=1)
+    assert recipe.decay_start < 1  # the release's schedule is on
+    data = load_stem_data("davis_like", 0, train_clips=1, image_count=1, val_clips=1, test_clips=1, clip_len=p["clip_len"])
+    result = train_stemseg(dataclasses.replace(recipe, image_fraction=0.5), data, seed=0)
+    assert len(result.history["loss"]) == 2 and all(math.isfinite(v) for v in result.history["val_loss"])
+    with pytest.raises(ValueError, match="decay_start"):
+        StemRecipe(decay_start=1.5)
