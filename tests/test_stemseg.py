@@ -283,3 +283,14 @@ def test_paper_recipe_runs_one_step_with_the_release_schedule(tmp_path, monkeypa
     assert len(result.history["loss"]) == 2 and all(math.isfinite(v) for v in result.history["val_loss"])
     with pytest.raises(ValueError, match="decay_start"):
         StemRecipe(decay_start=1.5)
+
+
+def test_chain_clips_gives_a_newcomer_after_the_overlap_a_new_track():
+    a = np.zeros((4, 4, 8), dtype=np.int64)
+    a[:, :, :2], a[:, :, 6:] = 1, 2  # X, Y
+    b = np.zeros((4, 4, 8), dtype=np.int64)
+    b[:, :, :2] = 1  # X again; Y is missed in the overlap ...
+    b[2:, :, 3:5] = 2  # ... and Z appears only after it
+    video = chain_clips([a, b], [0, 2], 6)
+    assert video[4, 0, 0] == video[0, 0, 0]  # X continues
+    assert video[4, 0, 3] not in (video[0, 0, 0], video[0, 0, 7])  # Z does not inherit Y's track

@@ -11,8 +11,9 @@ code uses exp(-1/2 sqrt(D)) (``sqrt_distance=True``). Foreground: seediness > ``
 
 Chaining (the release's online chainer): clips start every ``clip_len - overlap`` frames (the last one
 aligned to the video's end); a clip's clusters are matched to the tracks of the previous clip by the
-Hungarian algorithm on 1 - IoU over the overlapping frames; matched clusters continue the track (the
-release merges every Hungarian pair, even at IoU 0: ``min_iou=None``), the others start new tracks;
+Hungarian algorithm on 1 - IoU over the overlapping frames, among the clusters present in those frames; matched
+clusters continue the track (the release merges every Hungarian pair, even at IoU 0: ``min_iou=None``), the others
+start new tracks;
 overlapping frames keep the earlier clip's labels.
 """
 from __future__ import annotations
@@ -125,8 +126,11 @@ def chain_clips(clip_labels: list[np.ndarray], starts: list[int], n_frames: int,
                 dense = np.searchsorted(tracks, previous) + 1
                 dense[previous == 0] = 0
                 iou = _ious(labels[:overlap], dense, n, len(tracks))
-                rows, cols = linear_sum_assignment(1.0 - iou)
-                for r, c in zip(rows, cols):
+                # only clusters seen in the overlap frames take part (as the release's chainer): a newcomer that
+                # appears after the overlap must not inherit a track at IoU 0
+                present = np.unique(labels[:overlap][labels[:overlap] > 0]) - 1
+                rows, cols = linear_sum_assignment(1.0 - iou[present])
+                for r, c in zip(present[rows], cols):
                     if min_iou is None or iou[r, c] >= min_iou:
                         mapping[r + 1] = tracks[c]
         for cluster in range(1, n + 1):
