@@ -142,25 +142,40 @@ def evaluate_davis(predictions, ground_truth, bound_th: float = 0.008) -> DavisR
     Returns:
         :class:`DavisResult`.
     """
-    gt = _as_id_arrays(ground_truth, "ground_truth")
-    pred = _as_id_arrays(predictions, "predictions", like=gt)
-    missing = sorted(set(gt) - set(pred))
-    if missing:
-        raise ValueError(f"evaluate_davis: no predictions for sequences {missing}")
+    gt, pred = _paired_id_arrays(predictions, ground_truth, "evaluate_davis", "predictions")
     objects, sequences = {}, {}
     for name, gt_ids in gt.items():
         pred_ids = pred[name]
         if pred_ids.shape != gt_ids.shape:
             raise ValueError(f"evaluate_davis: {name}: predictions {pred_ids.shape} do not match ground truth {gt_ids.shape}")
-        seq = {"J": [], "F": []}
-        for obj in sorted(set(np.unique(gt_ids[0]).tolist()) - {0}):
+        seq_objects = sorted(set(np.unique(gt_ids[0]).tolist()) - {0})
+        for obj in seq_objects:
             j = [davis_j(p == obj, g == obj) for p, g in zip(pred_ids, gt_ids)]
             f = [davis_f(p == obj, g == obj, bound_th) for p, g in zip(pred_ids, gt_ids)]
             objects[name, obj] = {"J": davis_statistics(j), "F": davis_statistics(f)}
-            seq["J"].append(objects[name, obj]["J"].mean)
-            seq["F"].append(objects[name, obj]["F"].mean)
-        j_mean, f_mean = float(np.mean(seq["J"])), float(np.mean(seq["F"]))
-        sequences[name] = {"J": j_mean, "F": f_mean, "J&F": (j_mean + f_mean) / 2}
+        sequences[name] = _sequence_means([objects[name, obj] for obj in seq_objects])
+    return _davis_result(objects, sequences)
+
+
+def _paired_id_arrays(predictions, ground_truth, caller: str, what: str) -> tuple[dict, dict]:
+    """Ground truth and predictions as id arrays, every ground-truth sequence predicted."""
+    gt = _as_id_arrays(ground_truth, "ground_truth")
+    pred = _as_id_arrays(predictions, what, like=gt)
+    missing = sorted(set(gt) - set(pred))
+    if missing:
+        raise ValueError(f"{caller}: no {what} for sequences {missing}")
+    return gt, pred
+
+
+def _sequence_means(objects: list[dict]) -> dict[str, float]:
+    """A sequence's J, F and J&F: means over its objects' statistics."""
+    j_mean = float(np.mean([o["J"].mean for o in objects]))
+    f_mean = float(np.mean([o["F"].mean for o in objects]))
+    return {"J": j_mean, "F": f_mean, "J&F": (j_mean + f_mean) / 2}
+
+
+def _davis_result(objects: dict, sequences: dict) -> DavisResult:
+    """The overall numbers (means over all objects) beside the per-object and per-sequence ones."""
     overall = {}
     for measure in ("J", "F"):
         for stat in ("mean", "recall", "decay"):
@@ -286,11 +301,7 @@ def evaluate_davis_unsupervised(proposals, ground_truth, bound_th: float = 0.008
     """
     from scipy.optimize import linear_sum_assignment
 
-    gt = _as_id_arrays(ground_truth, "ground_truth")
-    pred = _as_id_arrays(proposals, "proposals", like=gt)
-    missing = sorted(set(gt) - set(pred))
-    if missing:
-        raise ValueError(f"evaluate_davis_unsupervised: no proposals for sequences {missing}")
+    gt, pred = _paired_id_arrays(proposals, ground_truth, "evaluate_davis_unsupervised", "proposals")
     objects, sequences = {}, {}
     for name, gt_ids in gt.items():
         pred_ids = pred[name]
@@ -316,21 +327,12 @@ def evaluate_davis_unsupervised(proposals, ground_truth, bound_th: float = 0.008
                     f[p, o, t] = davis_f(pred_masks[p, t], gt_masks[o, t], bound_th)
         score = (j[:, :, 1:-1].mean(2) + f[:, :, 1:-1].mean(2)) / 2
         rows, cols = linear_sum_assignment(-score)
-        seq = {"J": [], "F": []}
         for p, o in zip(rows, cols):
             objects[name, o + 1] = {"J": davis_statistics(j[p, o]), "F": davis_statistics(f[p, o])}
-            seq["J"].append(objects[name, o + 1]["J"].mean)
-            seq["F"].append(objects[name, o + 1]["F"].mean)
-        j_mean, f_mean = float(np.mean(seq["J"])), float(np.mean(seq["F"]))
-        sequences[name] = {"J": j_mean, "F": f_mean, "J&F": (j_mean + f_mean) / 2}
+        sequences[name] = _sequence_means([objects[name, o + 1] for o in cols])
     if not objects:
         raise ValueError("evaluate_davis_unsupervised: no sequence has an object in its first frame")
-    overall = {}
-    for measure in ("J", "F"):
-        for stat in ("mean", "recall", "decay"):
-            overall[f"{measure}-{stat.capitalize()}"] = float(np.mean([getattr(o[measure], stat) for o in objects.values()]))
-    overall["J&F"] = (overall["J-Mean"] + overall["F-Mean"]) / 2
-    return DavisResult(objects, sequences, overall)
+    return _davis_result(objects, sequences)
 
 
 def mots_metrics(tracks, ground_truth, iou_threshold: float = 0.5) -> dict[str, float]:
