@@ -50,7 +50,7 @@ def _check(feats: torch.Tensor, first_labels: torch.Tensor, context: int, topk: 
 @torch.no_grad()
 def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int = 20, topk: int = 10,
               radius: float = 12, temperature: float = 0.05, per_frame_topk: bool = False,
-              block: int = 12) -> torch.Tensor:
+              block: int = 12, update=None) -> torch.Tensor:
     """Propagate soft labels from frame 0 through a clip (see the module docstring).
 
     Args:
@@ -60,9 +60,12 @@ def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int =
         per_frame_topk: take the top k of each context frame, then the softmax over all kept
             (the ablation of the supplement's F); the default is top k jointly over all sources.
         block: side of the query blocks (an implementation detail: any value gives the same result).
+        update: ``update(t, readout) -> (L, h, w)``: what frame t stores for the later frames, given its read-out
+            (the weighted sum of the sources' entries); None stores the read-out itself (label propagation).
+            Mask-VOS reads out values and masks with the same weights and stores what its decoder makes of them.
 
     Returns:
-        (T, L, h, w) soft labels; frame 0 is ``first_labels``.
+        (T, L, h, w) soft labels (what each frame stored); frame 0 is ``first_labels``.
     """
     _check(feats, first_labels, context, topk, radius, temperature)
     t_len, channels, h, w = feats.shape
@@ -102,7 +105,7 @@ def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int =
                     scores = [torch.cat([dense0, ctx_scores.flatten(1)], dim=1)]
                     sources = [torch.cat([labels0, ctx_labels.flatten(0, 1)], dim=0)]
                 out[:, y0:y1, x0:x1] = _aggregate(scores, sources, topk, per_frame_topk).T.reshape(n_labels, y1 - y0, x1 - x0)
-        labels[t] = out
+        labels[t] = out if update is None else update(t, out)
     return labels
 
 

@@ -1,0 +1,126 @@
+"""Inference with recurrent refinement (Algorithm S1 of supplement 003).
+
+For each query frame the memory (frame 0 and the ``context`` previous frames, the CRW read-out:
+:func:`amodalkit.propagation.propagate`) is read with one set of weights for both the value maps V_r (Eq. 7) and the
+soft masks Y_r (Eq. 8, the coarse mask). :func:`refine` then runs R rounds: each re-encodes the query with its current
+mask, concatenates that encoding with the read-out values and decodes (Eq. 9). Round 0 decodes from the read-out
+alone (the query's encoding replaced by zeros), as section C describes it. The frame then enters the memory with the
+values of its final mask. The release does one pass per frame (no rounds).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..crw import to_input
+from ..propagation import propagate
+from .model import MaskVOS, aggregate
+
+
+def refine(values: torch.Tensor, coarse: torch.Tensor, encode_query: Callable[[torch.Tensor], torch.Tensor],
+           decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], rounds: int) -> list[torch.Tensor]:
+    """Algorithm S1's refinement loop for one query frame.
+
+    Args:
+        values: (O, D', h, w) read-out values of the O objects (Eq. 7).
+        coarse: (O + 1, h, w) read-out soft mask, background first (Eq. 8).
+        encode_query: object masks (O, h', w') in [0, 1] -> (O, D', h, w) encodings of the query with them.
+        decode: (values, encodings) -> (O, 1, h4, w4) per-object logits.
+        rounds: R >= 0.
+
+    Returns:
+        the merged soft masks (O + 1, h4, w4) after each round: one entry for R = 0 (read-out alone), else R entries
+        (round r decodes with the encoding of round r - 1's mask, round 1 with the coarse mask's).
+    """
+    if not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"refine: rounds must be an integer >= 0, got {rounds!r}")
+
+    def merged(logits):
+        return F.softmax(aggregate(torch.sigmoid(logits[:, 0]), dim=0), dim=0)
+
+    if rounds == 0:
+        return [merged(decode(values, torch.zeros_like(values)))]
+    mask, out = coarse, []
+    for _ in range(rounds):
+        mask = merged(decode(values, encode_query(mask[1:])))
+        out.append(mask)
+    return out
+
+
+@torch.no_grad()
+def segment_clip(model: MaskVOS, frames: np.ndarray, first_mask: np.ndarray, *, rounds: int = 2, scale: float = 1.0,
+                 batch: int = 8, **propagation) -> dict[str, np.ndarray]:
+    """Segment a clip from its first frame's objects with Algorithm S1.
+
+    Args:
+        frames: (T, H, W, 3) uint8; first_mask: (H, W) int object ids (0 background, 1..O objects).
+        rounds: R of the recurrent refinement (0: decode from the read-out alone).
+        scale: frames are resized by this before encoding.
+        propagation: :func:`amodalkit.propagation.propagate` options (context, topk, radius, temperature).
+
+    Returns:
+        {"masks": (T, H, W) predicted ids, "coarse": (T, H, W) ids of each frame's coarse read-out (Eq. 8)}.
+    """
+    first_mask = np.asarray(first_mask)
+    n_objects = int(first_mask.max())
+    if n_objects < 1:
+        raise ValueError("segment_clip: the first mask has no object (every id is 0)")
+    height, width = first_mask.shape
+    model.eval()
+    run_device = next(model.parameters()).device
+    x = to_input(frames)
+    if scale != 1.0:
+        x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    enc = {k: [] for k in ("key", "res4", "f3", "f2")}
+    for i in range(0, len(x), batch):
+        out = model.encode(x[i:i + batch].to(run_device))
+        for k in enc:
+            enc[k].append(out[k].cpu())
+    enc = {k: torch.cat(v) for k, v in enc.items()}
+    h, w = enc["key"].shape[-2:]
+    size = x.shape[-2:]
+    one_hot = F.one_hot(torch.from_numpy(first_mask.astype(np.int64)), n_objects + 1).permute(2, 0, 1).float()
+    one_hot = F.interpolate(one_hot[None], size=size, mode="bilinear", align_corners=False)[0]
+    value_dim = model.value_dim
+
+    def encode_query_at(t):
+        def encode(masks):  # (O, h', w') -> (O, D', h, w)
+            m = F.interpolate(masks[:, None].float(), size=size, mode="bilinear", align_corners=False)
+            v = model.mask_encoder(x[t:t + 1].expand(n_objects, -1, -1, -1).to(run_device), m.to(run_device),
+                                   enc["res4"][t:t + 1].expand(n_objects, -1, -1, -1).to(run_device))
+            return v.cpu()
+        return encode
+
+    def decode_at(t):
+        def decode(values, own):
+            f3 = enc["f3"][t:t + 1].expand(n_objects, -1, -1, -1)
+            f2 = enc["f2"][t:t + 1].expand(n_objects, -1, -1, -1)
+            return model.decoder(values.to(run_device), own.to(run_device), f3.to(run_device),
+                                 f2.to(run_device)).cpu()
+        return decode
+
+    def payload(t, masks):  # masks (O + 1, h', w') soft -> stored entry (O D' + O + 1, h, w)
+        values = encode_query_at(t)(masks[1:])
+        small = F.interpolate(masks[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        return torch.cat([values.reshape(-1, h, w), small])
+
+    finals, coarse = {0: one_hot}, {0: one_hot}
+
+    def update(t, readout):
+        values = readout[:n_objects * value_dim].reshape(n_objects, value_dim, h, w)
+        coarse[t] = readout[n_objects * value_dim:]
+        finals[t] = refine(values, coarse[t], encode_query_at(t), decode_at(t), rounds)[-1]
+        return payload(t, finals[t])
+
+    propagate(enc["key"].float(), payload(0, one_hot), update=update, **propagation)
+
+    def ids(masks):
+        return np.stack([F.interpolate(masks[t][None], size=(height, width), mode="bilinear",
+                                       align_corners=False)[0].argmax(0).numpy() for t in range(len(frames))])
+
+    out = {"masks": ids(finals), "coarse": ids(coarse)}
+    out["masks"][0] = out["coarse"][0] = first_mask
+    return out
