@@ -462,6 +462,7 @@ _STEM_NOTE = (f"Gates: every compared model converged on every seed (relative im
               "compared on how far it got, not on what its mixing function or data can do.")
 
 DECODER_MIN_CHANGE = 0.05
+DECODER_MIN_KEEP = 0.5
 
 
 def _maskvos_gates(*learners: str, decoder: bool = False) -> tuple[Gate, ...]:
@@ -471,16 +472,20 @@ def _maskvos_gates(*learners: str, decoder: bool = False) -> tuple[Gate, ...]:
                        f"{CRW_MIN_MARGIN} more (relative to the initial loss) than on noise videos")
                   for learner in learners)
     if decoder:
-        gates += tuple(Gate(AtLeast(f"maskvos/gate.decoder_change.{learner}", DECODER_MIN_CHANGE),
-                            f"the decoder of {learner} + L_Seg changes at least {DECODER_MIN_CHANGE:.0%} of the "
-                            "foreground pixels of the coarse read-out (else L_Seg has not been learned)")
-                       for learner in learners)
+        for learner in learners:
+            gates += (Gate(AtLeast(f"maskvos/gate.decoder_change.{learner}", DECODER_MIN_CHANGE),
+                           f"the decoder of {learner} + L_Seg changes at least {DECODER_MIN_CHANGE:.0%} of the "
+                           "foreground pixels of the coarse read-out (else L_Seg has not been learned)"),
+                      Gate(AtLeast(f"maskvos/gate.decoder_keeps.{learner}", DECODER_MIN_KEEP),
+                           f"and keeps the objects: its foreground area is at least {DECODER_MIN_KEEP:.0%} of the coarse "
+                           "read-out's (a decoder that erases every object changes everything and has learned nothing)"))
     return gates
 
 
 _MASKVOS_NOTE = (f"Gates (fixed before the comparison): the correspondence margin of the CRW chapter ({CRW_MIN_MARGIN}) "
                  "for the learned keys; for claims about the decoder, at least "
-                 f"{DECODER_MIN_CHANGE:.0%} of the foreground pixels changed by it.")
+                 f"{DECODER_MIN_CHANGE:.0%} of the foreground pixels changed by it while its foreground keeps at least "
+                 f"{DECODER_MIN_KEEP:.0%} of the read-out's area.")
 
 _VAE_NOTE = ("Gate: a converged stage 1 (relative improvement of the best validation loss over the last 20% of the "
              f"steps below {VAE_MAX_PLATEAU:.0%}, every seed): inactive dimensions and posterior collapse are "

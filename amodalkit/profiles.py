@@ -279,9 +279,11 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "value_dim": Param(int, 32, "mask-encoder value dimension (release 128)", 2, 512),
         # 1e-3: at 1e-4 (the release) nothing moves in a few hundred steps; the same rate for every arm
         "lr": Param(float, 1e-3, "Adam learning rate (release 1e-4)", 1e-6, 1.0),
-        # 150 + 100 steps: 7 phase-A/B models and the Sinkhorn arm a seed fit the chapter's 15 minutes (measured)
-        "corr_steps": Param(int, 150, "phase A: correspondence alone (the paper's epochs 0-300)", 1, 1_000_000),
-        "seg_steps": Param(int, 100, "phase B: with or without L_Seg (epochs 300-500)", 1, 1_000_000),
+        # 120 + 80 steps: 9 models a seed (phase A on vos and noise for both learners, 4 phase-B arms and the Sinkhorn
+        # arm); at 150 + 100 the chapter took 16.6 and 19.1 min from an empty cache (benchmarks/maskvos_gate_budget.py
+        # measures what longer phase-A runs reach)
+        "corr_steps": Param(int, 120, "phase A: correspondence alone (the paper's epochs 0-300)", 1, 1_000_000),
+        "seg_steps": Param(int, 80, "phase B: with or without L_Seg (epochs 300-500)", 1, 1_000_000),
         "seg_batch": Param(int, 6, "3-frame clips per L_Seg batch (release 12)", 1, 256),
         "n_clusters": Param(int, 7, "k of the pseudo-mask clustering (release 7)", 3, 64),
         "updates": Param(int, 9, "online pseudo-mask updates over the first half of phase B (paper 9)", 0, 1000),

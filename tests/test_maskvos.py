@@ -215,3 +215,18 @@ def test_recipe_rejects_bad_values(bad, match):
 def test_update_schedule_spans_the_first_half_of_phase_b():
     recipe = MaskRecipe(seg_steps=200, updates=9, update_span=0.5)
     assert recipe.update_steps() == [11, 22, 33, 44, 56, 67, 78, 89, 100]
+
+
+def test_phase_a_cache_key_ignores_phase_b_settings(monkeypatch):
+    """A phase-B setting changed must not retrain phase A; a phase-A one must."""
+    import amodalkit.train as train_module
+    from amodalkit.maskvos.experiments import train_phase_a
+
+    configs = []
+    monkeypatch.setattr(train_module, "train_cached", lambda name, config, *a, **k: configs.append(config))
+    videos = torch.zeros(1, 8, 32, 32, 3, dtype=torch.uint8)
+    base = dict(crop=32, grid=2, grid_ref=2, width=4, dim=8, value_dim=4)
+    for recipe in (MaskRecipe(**base), MaskRecipe(**base, seg_steps=7, updates=2, seg_batch=3),
+                   MaskRecipe(**base, corr_steps=5)):
+        train_phase_a("lcorr", recipe, videos, videos, seed=0, data_key={"d": 1})
+    assert configs[0] == configs[1] and configs[0] != configs[2]

@@ -23,6 +23,8 @@ from .model import MaskVOS, correspondence_loss, segmentation_loss
 
 LEARNERS = ("lcorr", "crw")
 MASKVOS_CODE = ("maskvos/model.py", "maskvos/clustering.py", "maskvos/experiments.py", "crw.py")
+PHASE_B_FIELDS = ("seg_steps", "seg_batch", "max_skip", "n_clusters", "n_objects", "cluster_every", "updates",
+                  "update_span", "bootstrap")
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,9 @@ def train_phase_a(learner: str, recipe: MaskRecipe, train_videos: torch.Tensor, 
     run_device = device()
     train_videos, val_videos = train_videos.to(run_device), val_videos.to(run_device)
     crw_recipe = recipe.crw_recipe(recipe.corr_steps)
-    config = dict(method="maskvos-a", learner=learner, recipe=dataclasses.asdict(recipe), data=data_key, seed=seed)
+    # only what phase A depends on: a phase-B setting changed must not retrain it
+    phase_a = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in PHASE_B_FIELDS}
+    config = dict(method="maskvos-a", learner=learner, recipe=phase_a, data=data_key, seed=seed)
     return train_cached(f"maskvos-{learner}-a", config, lambda: initial_maskvos(recipe, seed),
                         lambda m, step, g: correspondence_step(m, learner, train_videos, recipe, g, crw_recipe),
                         code=MASKVOS_CODE, steps=recipe.corr_steps, lr=recipe.lr, weight_decay=recipe.weight_decay,
