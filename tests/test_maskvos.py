@@ -225,7 +225,7 @@ def test_phase_a_cache_key_ignores_phase_b_settings(monkeypatch):
     configs = []
     monkeypatch.setattr(train_module, "train_cached", lambda name, config, *a, **k: configs.append(config))
     videos = torch.zeros(1, 8, 32, 32, 3, dtype=torch.uint8)
-    base = dict(crop=32, grid=2, grid_ref=2, width=4, dim=8, value_dim=4)
+    base = dict(crop=32, grid=2, grid_ref=2, width=4, dim=8, value_dim=4, crw_patch=16)
     for recipe in (MaskRecipe(**base), MaskRecipe(**base, seg_steps=7, updates=2, seg_batch=3),
                    MaskRecipe(**base, corr_steps=5)):
         train_phase_a("lcorr", recipe, videos, videos, seed=0, data_key={"d": 1})
