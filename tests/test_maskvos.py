@@ -97,7 +97,7 @@ def test_correspondence_loss_sums_its_terms_and_trains_only_the_key_encoder():
     g = torch.Generator().manual_seed(1)
     loss, parts = correspondence_loss(model, clips, g, grid=2, grid_ref=2, return_parts=True)
     assert torch.isfinite(loss) and set(parts) == {"temporal", "cross_key"}
-    assert math.isclose(float(loss), 0.1 * parts["cross_key"] + parts["temporal"], rel_tol=1e-5)
+    assert math.isclose(float(loss.detach()), 0.1 * parts["cross_key"] + parts["temporal"], rel_tol=1e-5)
     loss.backward()
     assert model.crw.encoder.stem[0].weight.grad.abs().sum() > 0
     assert model.decoder.out.weight.grad is None  # L_Corr does not reach the decoder
