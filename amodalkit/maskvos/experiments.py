@@ -211,10 +211,6 @@ class OnlinePseudoMasks:
 
 # ------------------------------------------------------------------------------------------------- training
 
-def _data_config(data: VosData) -> dict:
-    return dict(data.key)
-
-
 def train_phase_a(learner: str, recipe: MaskRecipe, train_videos: torch.Tensor, val_videos: torch.Tensor, *, seed: int,
                   data_key: dict):
     """Phase A: the learner's correspondence loss alone for ``corr_steps`` (cached). Returns a TrainResult."""

@@ -79,13 +79,15 @@ class MaskVOS(nn.Module):
         f2 = enc.layer1(enc.stem(frames))
         f3 = enc.layer2(f2)
         res4 = enc.layer4(enc.layer3(f3))
-        key = F.normalize(self.crw.head(res4.movedim(1, -1)).movedim(-1, 1), dim=1)
-        return {"key": key, "res4": res4, "f3": f3, "f2": f2}
+        return {"key": self.key_of(res4), "res4": res4, "f3": f3, "f2": f2}
+
+    def key_of(self, res4: torch.Tensor) -> torch.Tensor:
+        """res4 (M, 8w, h, w) -> keys (M, dim, h, w): the head at every position, L2-normalised."""
+        return F.normalize(self.crw.head(res4.movedim(1, -1)).movedim(-1, 1), dim=1)
 
     def keys(self, frames: torch.Tensor) -> torch.Tensor:
         """(M, 3, H, W) -> (M, dim, H/8, W/8) L2-normalised keys (the visual encoder only)."""
-        res4 = self.crw.encoder(frames)["res4"]
-        return F.normalize(self.crw.head(res4.movedim(1, -1)).movedim(-1, 1), dim=1)
+        return self.key_of(self.crw.encoder(frames)["res4"])
 
 
 def aggregate(prob: torch.Tensor, dim: int = 1) -> torch.Tensor:
