@@ -6,13 +6,18 @@
   (8 px at 480 x 854); precision = |B_S ∧ dil(B_G)| / |B_S|, recall = |B_G ∧ dil(B_S)| / |B_G|;
   no boundary on either side: P = R = 1; a ground-truth boundary but no predicted one: P = 1, R = 0;
   a predicted boundary but no ground-truth one: P = 0, R = 1; F = 2PR / (P + R), 0 when P + R = 0.
-* Per object, over frames 1..n-2 (first and last excluded): mean, recall = mean(x > 0.5) and
-  decay = mean of the first of 4 frame bins minus mean of the last; J&F = (mean J + mean F) / 2,
-  means over objects.
+* Objects are ids 1..max of the first annotation (an id missing in between is an empty object).
+  Semi-supervised: frames 1..n-2 are scored (first and last excluded); unsupervised: every frame, proposals
+  matched to objects by Hungarian assignment. Per object: mean, recall = mean(x > 0.5) and decay = mean of the
+  first of 4 frame bins minus mean of the last; J&F = (mean J + mean F) / 2, means over objects.
+* Checked line by line against davisvideochallenge/davis2017-evaluation (davis2017/{davis,evaluation,metrics,
+  utils,results}.py); its quirks are kept where they change numbers (see :func:`toolkit_statistics`,
+  :class:`DavisResult`); :mod:`amodalkit.davis_toolkit` evaluates folders and writes its CSVs.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,14 +70,11 @@ def boundary_tolerance(height: int, width: int, bound_th: float = 0.008) -> int:
 
 def davis_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
     """Boundary measure F of boolean (H, W) masks (see the module docstring for every case)."""
-    from scipy import ndimage
+    import cv2
 
     pred, gt = _check_pair("davis_f", pred, gt)
     radius = boundary_tolerance(*gt.shape, bound_th)
     pred_b, gt_b = boundary_map(pred), boundary_map(gt)
-    disk = _disk(radius)
-    pred_dil = ndimage.binary_dilation(pred_b, structure=disk)
-    gt_dil = ndimage.binary_dilation(gt_b, structure=disk)
     n_pred, n_gt = pred_b.sum(), gt_b.sum()
     if n_pred == 0 and n_gt == 0:
         precision = recall = 1.0
@@ -81,6 +83,9 @@ def davis_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
     elif n_gt == 0:
         precision, recall = 0.0, 1.0
     else:
+        disk = _disk(radius).astype(np.uint8)  # OpenCV's dilation equals scipy's binary one here, 200x faster
+        pred_dil = cv2.dilate(pred_b.astype(np.uint8), disk).astype(bool)
+        gt_dil = cv2.dilate(gt_b.astype(np.uint8), disk).astype(bool)
         precision = float((pred_b & gt_dil).sum() / n_pred)
         recall = float((gt_b & pred_dil).sum() / n_gt)
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
@@ -95,11 +100,28 @@ class Statistics:
     decay: float
 
 
-def davis_statistics(values) -> Statistics:
-    """Statistics of per-frame values of one object, over frames 1..n-2 (the first and last are dropped).
+def toolkit_statistics(values) -> Statistics:
+    """The official toolkit's statistics of the per-frame values it evaluated (all of them are used).
 
-    The decay splits those frames into 4 bins at round(linspace(1, n', 5)) - 1 (n' = their number),
-    as the official evaluation does, and subtracts the last bin's mean from the first's.
+    The decay splits the n values into 4 bins at round(linspace(1, n, 5)) - 1 and subtracts the last bin's mean
+    from the first's. The toolkit stores those bin bounds as uint8, so above 256 values they wrap: the decay is
+    then what the toolkit writes (often NaN from an empty bin), not a meaningful number; kept so that our CSVs
+    equal the toolkit's (:func:`amodalkit.davis_toolkit.evaluate_folder` warns when it happens).
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or values.size < 1:
+        raise ValueError(f"toolkit_statistics: need a 1-D array of per-frame values, got shape {values.shape}")
+    ids = (np.round(np.linspace(1, len(values), 5) + 1e-10) - 1).astype(np.int64) % 256  # the toolkit's uint8
+    bins = [values[ids[i]:ids[i + 1] + 1] for i in range(4)]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an empty bin: NaN, as the toolkit
+        decay = float(np.nanmean(bins[0]) - np.nanmean(bins[3]))
+        return Statistics(float(np.nanmean(values)), float(np.nanmean(values > 0.5)), decay)
+
+
+def davis_statistics(values) -> Statistics:
+    """Statistics of per-frame values of one object over a whole sequence: frames 1..n-2 (the first and last are
+    dropped, as the semi-supervised toolkit does), then :func:`toolkit_statistics`.
 
     Example:
         >>> davis_statistics([0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.2, 0]).recall
@@ -108,21 +130,19 @@ def davis_statistics(values) -> Statistics:
     values = np.asarray(values, dtype=float)
     if values.ndim != 1 or values.size < 3:
         raise ValueError(f"davis_statistics: need per-frame values of at least 3 frames, got shape {values.shape}")
-    inner = values[1:-1]
-    ids = np.round(np.linspace(1, len(inner), 5) + 1e-10).astype(int) - 1
-    bins = [inner[ids[i]:ids[i + 1] + 1] for i in range(4)]
-    with np.errstate(invalid="ignore"):
-        decay = float(np.nanmean(bins[0]) - np.nanmean(bins[3]))
-    return Statistics(float(np.nanmean(inner)), float(np.nanmean(inner > 0.5)), decay)
+    return toolkit_statistics(values[1:-1])
 
 
 @dataclass
 class DavisResult:
     """Per-object statistics, per-sequence means and the overall numbers of a DAVIS evaluation.
 
-    objects: {(sequence, object_id): {"J": Statistics, "F": Statistics}}; sequences: {sequence: {"J", "F", "J&F"}}
-    (means over the sequence's objects); overall: {"J&F", "J-Mean", "J-Recall", "J-Decay", "F-Mean", ...}
-    (means over all objects).
+    objects: {(sequence, k): {"J": Statistics, "F": Statistics, "object": id, "proposal": id}} in the toolkit's
+    order, k = 1, 2, ... as the toolkit labels them in its per-sequence CSV (``<sequence>_<k>``). Semi-supervised:
+    k is the object id. Unsupervised: the toolkit lists the assigned (proposal, object) pairs in proposal order and
+    labels the i-th pair ``i``, so k need not be the object's id; "object" and "proposal" say which they are.
+    sequences: {sequence: {"J", "F", "J&F"}} (means over the sequence's objects); overall: {"J&F", "J-Mean",
+    "J-Recall", "J-Decay", "F-Mean", ...} (means over all objects, as the toolkit's global CSV).
     """
 
     objects: dict
@@ -130,31 +150,110 @@ class DavisResult:
     overall: dict
 
 
+def _objects_semi_supervised(gt_frames: np.ndarray, pred_frames: np.ndarray, n_objects: int, bound_th: float,
+                             name: str) -> list[dict]:
+    """Per-object J and F over the frames given ((n, H, W) ids each; the toolkit passes frames 1..T-2).
+
+    The objects are ids 1..``n_objects`` (the maximum id of the first annotation: an id absent there in between
+    is an object too, empty in the ground truth). Predicted ids above it are an error, as in the toolkit; fewer
+    predicted ids are padded with empty masks (the toolkit's earlier versions pad; its current one stops).
+    """
+    n_pred = int(pred_frames.max(initial=0))
+    if n_pred > n_objects:
+        raise ValueError(f"{name}: the predictions hold object id {n_pred}, but the first annotation has "
+                         f"{n_objects} object(s) (ids 1..{n_objects})")
+    out = []
+    for k in range(1, n_objects + 1):
+        j = np.array([davis_j(p == k, g == k) for p, g in zip(pred_frames, gt_frames)])
+        f = np.array([davis_f(p == k, g == k, bound_th) for p, g in zip(pred_frames, gt_frames)])
+        out.append({"object": k, "proposal": k, "J": j, "F": f})
+    return out
+
+
+def _objects_unsupervised(gt_frames: np.ndarray, pred_frames: np.ndarray, n_objects: int, bound_th: float,
+                          name: str, max_proposals: int = 20) -> list[dict]:
+    """Per-object J and F of the toolkit's unsupervised task over the frames given (it passes all of them).
+
+    Proposals are ids 1..max of the predictions (more than ``max_proposals`` is an error, as in the toolkit),
+    padded with empty masks up to ``n_objects``; J and F of every (proposal, object) pair; the Hungarian
+    assignment maximises the mean over frames of (J + F) / 2; the pairs are returned in proposal order.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    n_prop = int(pred_frames.max(initial=0))
+    if n_prop > max_proposals:
+        raise ValueError(f"{name}: proposal id {n_prop} exceeds the {max_proposals} proposals the task allows")
+    n_prop = max(n_prop, n_objects)
+    n_frames = len(gt_frames)
+    j = np.zeros((n_prop, n_objects, n_frames))
+    f = np.zeros_like(j)
+    for o in range(n_objects):
+        gt_masks = gt_frames == o + 1
+        for p in range(n_prop):
+            pred_masks = pred_frames == p + 1
+            for t in range(n_frames):
+                j[p, o, t] = davis_j(pred_masks[t], gt_masks[t])
+                f[p, o, t] = davis_f(pred_masks[t], gt_masks[t], bound_th)
+    rows, cols = linear_sum_assignment(-(j.mean(2) + f.mean(2)) / 2)
+    return [{"object": int(o) + 1, "proposal": int(p) + 1, "J": j[p, o], "F": f[p, o]} for p, o in zip(rows, cols)]
+
+
+def evaluate_sequences(gt: dict, pred: dict, task: str = "semi-supervised", bound_th: float = 0.008,
+                       max_proposals: int = 20, on_sequence=None) -> DavisResult:
+    """The toolkit's evaluation of whole sequences given as id arrays (the folder readers call this).
+
+    Args:
+        gt, pred: {sequence: (T, H, W) int ids}, every frame of each sequence (void 255 already set to 0 in gt).
+        task: "semi-supervised" (frames 1..T-2 are read; objects from frame 0) or "unsupervised" (every frame;
+            objects from frame 0; proposals matched by Hungarian assignment).
+        on_sequence: called with each sequence's name after it is scored (a progress bar).
+    """
+    if task not in ("semi-supervised", "unsupervised"):
+        raise ValueError(f"evaluate: task must be 'semi-supervised' or 'unsupervised', got {task!r}")
+    missing = sorted(set(gt) - set(pred))
+    if missing:
+        raise ValueError(f"evaluate ({task}): no predictions for sequences {missing}")
+    objects, sequences = {}, {}
+    for name, gt_ids in gt.items():
+        gt_ids, pred_ids = np.asarray(gt_ids), np.asarray(pred[name])
+        if pred_ids.shape != gt_ids.shape or gt_ids.ndim != 3:
+            raise ValueError(f"evaluate ({task}): {name}: predictions {pred_ids.shape} and ground truth {gt_ids.shape} "
+                             f"must be one (T, H, W) shape")
+        n_objects = int(gt_ids[0].max())
+        if task == "semi-supervised":
+            if len(gt_ids) < 3:
+                raise ValueError(f"evaluate ({task}): {name}: needs at least 3 frames (the first and last are not "
+                                 f"evaluated), got {len(gt_ids)}")
+            scored = _objects_semi_supervised(gt_ids[1:-1], pred_ids[1:-1], n_objects, bound_th, name)
+        else:
+            scored = _objects_unsupervised(gt_ids, pred_ids, n_objects, bound_th, name, max_proposals)
+        for k, entry in enumerate(scored, start=1):
+            objects[name, k] = {"J": toolkit_statistics(entry["J"]), "F": toolkit_statistics(entry["F"]),
+                                "object": entry["object"], "proposal": entry["proposal"]}
+        if scored:
+            sequences[name] = _sequence_means([objects[name, k] for k in range(1, len(scored) + 1)])
+        if on_sequence is not None:
+            on_sequence(name)
+    if not objects:
+        raise ValueError(f"evaluate ({task}): no sequence has an object in its first annotation")
+    return _davis_result(objects, sequences)
+
+
 def evaluate_davis(predictions, ground_truth, bound_th: float = 0.008) -> DavisResult:
-    """DAVIS J, F and J&F for a set of sequences.
+    """DAVIS J, F and J&F for a set of sequences, as the official toolkit's semi-supervised task.
 
     Args:
         predictions, ground_truth: either dicts {sequence: (T, H, W) int object-id arrays}, or
             DAVIS-layout folders (see :mod:`amodalkit.data.davis`; the ground truth's ImageSets lists
             the sequences, the predictions folder holds ``<sequence>/<frame>.png`` id maps or a
-            DAVIS layout of its own). The objects are the ids of the ground truth's first frame.
+            DAVIS layout of its own). The objects are ids 1..max of the ground truth's first frame;
+            frames 1..T-2 are scored.
 
     Returns:
         :class:`DavisResult`.
     """
     gt, pred = _paired_id_arrays(predictions, ground_truth, "evaluate_davis", "predictions")
-    objects, sequences = {}, {}
-    for name, gt_ids in gt.items():
-        pred_ids = pred[name]
-        if pred_ids.shape != gt_ids.shape:
-            raise ValueError(f"evaluate_davis: {name}: predictions {pred_ids.shape} do not match ground truth {gt_ids.shape}")
-        seq_objects = sorted(set(np.unique(gt_ids[0]).tolist()) - {0})
-        for obj in seq_objects:
-            j = [davis_j(p == obj, g == obj) for p, g in zip(pred_ids, gt_ids)]
-            f = [davis_f(p == obj, g == obj, bound_th) for p, g in zip(pred_ids, gt_ids)]
-            objects[name, obj] = {"J": davis_statistics(j), "F": davis_statistics(f)}
-        sequences[name] = _sequence_means([objects[name, obj] for obj in seq_objects])
-    return _davis_result(objects, sequences)
+    return evaluate_sequences(gt, pred, "semi-supervised", bound_th)
 
 
 def _paired_id_arrays(predictions, ground_truth, caller: str, what: str) -> tuple[dict, dict]:
@@ -282,57 +381,20 @@ def object_level_miou(values: np.ndarray) -> float:
 # ================================================================ instance tracks (STEm-Seg's metrics)
 
 
-def _object_masks(ids: np.ndarray, n: int) -> np.ndarray:
-    """(n, T, H, W) bool masks of ids 1..n of a (T, H, W) id array (an absent id gives an empty mask)."""
-    return ids[None] == np.arange(1, n + 1)[:, None, None, None]
-
-
 def evaluate_davis_unsupervised(proposals, ground_truth, bound_th: float = 0.008, max_proposals: int = 20) -> DavisResult:
     """DAVIS J, F and J&F for the unsupervised task, as the official DAVIS-2017 toolkit computes it.
 
-    Per sequence: the objects are ids 1..max of the ground truth's first frame; the proposals are ids
-    1..max of the predictions over frames 1..n-2 (more than ``max_proposals`` is an error, as in the
-    toolkit); with fewer proposals than objects, empty masks pad. J and F of every (object, proposal) pair
-    over frames 1..n-2; the Hungarian assignment maximises the mean over those frames of (J + F) / 2; each
-    object is scored with its assigned proposal (statistics as :func:`evaluate_davis`).
+    Per sequence, over *every* frame (the unsupervised toolkit does not drop the first and last): the objects are
+    ids 1..max of the ground truth's first frame; the proposals are ids 1..max of the predictions (more than
+    ``max_proposals`` is an error, as in the toolkit); with fewer proposals than objects, empty masks pad. J and F
+    of every (proposal, object) pair; the Hungarian assignment maximises the mean over frames of (J + F) / 2; each
+    object is scored with its assigned proposal (see :class:`DavisResult` for the toolkit's labels).
 
     Args:
         proposals, ground_truth: dicts {sequence: (T, H, W) int id arrays}, or folders as for :func:`evaluate_davis`.
     """
-    from scipy.optimize import linear_sum_assignment
-
     gt, pred = _paired_id_arrays(proposals, ground_truth, "evaluate_davis_unsupervised", "proposals")
-    objects, sequences = {}, {}
-    for name, gt_ids in gt.items():
-        pred_ids = pred[name]
-        if pred_ids.shape != gt_ids.shape or gt_ids.ndim != 3 or len(gt_ids) < 3:
-            raise ValueError(f"evaluate_davis_unsupervised: {name}: proposals {pred_ids.shape} and ground truth "
-                             f"{gt_ids.shape} must be one (T >= 3, H, W) shape")
-        n_obj = int(gt_ids[0].max())
-        n_prop = int(pred_ids[1:-1].max(initial=0))
-        if n_prop > max_proposals:
-            raise ValueError(f"evaluate_davis_unsupervised: {name}: proposal id {n_prop} exceeds the {max_proposals} "
-                             f"proposals the task allows")
-        if n_obj == 0:
-            continue
-        n_prop = max(n_prop, n_obj)
-        gt_masks, pred_masks = _object_masks(gt_ids, n_obj), _object_masks(pred_ids, n_prop)
-        n_frames = len(gt_ids)
-        j = np.zeros((n_prop, n_obj, n_frames))
-        f = np.zeros_like(j)
-        for p in range(n_prop):
-            for o in range(n_obj):
-                for t in range(1, n_frames - 1):  # the toolkit never reads the first and last frames
-                    j[p, o, t] = davis_j(pred_masks[p, t], gt_masks[o, t])
-                    f[p, o, t] = davis_f(pred_masks[p, t], gt_masks[o, t], bound_th)
-        score = (j[:, :, 1:-1].mean(2) + f[:, :, 1:-1].mean(2)) / 2
-        rows, cols = linear_sum_assignment(-score)
-        for p, o in zip(rows, cols):
-            objects[name, o + 1] = {"J": davis_statistics(j[p, o]), "F": davis_statistics(f[p, o])}
-        sequences[name] = _sequence_means([objects[name, o + 1] for o in cols])
-    if not objects:
-        raise ValueError("evaluate_davis_unsupervised: no sequence has an object in its first frame")
-    return _davis_result(objects, sequences)
+    return evaluate_sequences(gt, pred, "unsupervised", bound_th, max_proposals)
 
 
 def mots_metrics(tracks, ground_truth, iou_threshold: float = 0.5) -> dict[str, float]:

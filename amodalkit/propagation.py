@@ -66,22 +66,80 @@ def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int =
 
     Returns:
         (T, L, h, w) soft labels (what each frame stored); frame 0 is ``first_labels``.
+        :func:`propagate_stream` gives the same frames one by one in memory that does not grow with T.
     """
     _check(feats, first_labels, context, topk, radius, temperature)
-    t_len, channels, h, w = feats.shape
-    n_labels = first_labels.shape[0]
-    dtype = feats.dtype
-    labels = torch.empty(t_len, n_labels, h, w, dtype=dtype)
-    labels[0] = first_labels.to(dtype)
-    reach = int(np.ceil(radius)) - 1 if float(radius).is_integer() else int(np.floor(radius))  # |d| < radius
-    grid_y, grid_x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    frame0 = feats[0].reshape(channels, h * w)
-    labels0 = labels[0].reshape(n_labels, h * w).T  # (h*w, L)
-    for t in range(1, t_len):
+    labels = torch.empty(len(feats), *first_labels.shape, dtype=feats.dtype)
+    labels[0] = first_labels.to(feats.dtype)
+    read_out = _ReadOut(feats[0], labels[0], topk=topk, radius=radius, temperature=temperature,
+                        per_frame_topk=per_frame_topk, block=block)
+    for t in range(1, len(feats)):
         ctx = context_frames(t, context)[1:]  # the restricted context entries (may repeat frame 0)
         unique = sorted(set(ctx))
-        query = feats[t]
-        out = torch.empty(n_labels, h, w, dtype=dtype)
+        out = read_out(feats[t], feats[unique], labels[unique], [unique.index(s) for s in ctx])
+        labels[t] = out if update is None else update(t, out)
+    return labels
+
+
+@torch.no_grad()
+def propagate_stream(features, first_labels: torch.Tensor, *, context: int = 20, topk: int = 10, radius: float = 12,
+                     temperature: float = 0.05, per_frame_topk: bool = False, block: int = 12):
+    """:func:`propagate` over features that arrive one frame at a time: yields (L, h, w) soft labels of frames
+    1, 2, ... as each frame's features come in, keeping only frame 0 and the ``context`` preceding frames
+    (memory bounded by the context, whatever the video's length). Equal to :func:`propagate` frame by frame.
+
+    Args:
+        features: an iterable of (C, h, w) L2-normalised features, frame 0 first.
+        first_labels: (L, h, w) soft labels of frame 0 at feature resolution.
+    """
+    frames = iter(features)
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise ValueError("propagate_stream: no frames") from None
+    _check(first[None], first_labels, context, topk, radius, temperature)
+    dtype = first.dtype
+    store = {0: (first, first_labels.to(dtype))}  # frame index -> (features, stored labels)
+    read_out = _ReadOut(first, store[0][1], topk=topk, radius=radius, temperature=temperature,
+                        per_frame_topk=per_frame_topk, block=block)
+    for t, query in enumerate(frames, start=1):
+        if query.shape != first.shape:
+            raise ValueError(f"propagate_stream: frame {t}'s features are {tuple(query.shape)}, frame 0's "
+                             f"{tuple(first.shape)}")
+        ctx = context_frames(t, context)[1:]
+        unique = sorted(set(ctx))
+        out = read_out(query, torch.stack([store[s][0] for s in unique]), torch.stack([store[s][1] for s in unique]),
+                       [unique.index(s) for s in ctx])
+        store[t] = (query, out)
+        if t - context > 0:
+            del store[t - context]  # frame t + 1's context starts after it
+        yield out
+
+
+class _ReadOut:
+    """One query frame's read-out against frame 0 (dense) and its distinct context frames (radius windows)."""
+
+    def __init__(self, frame0: torch.Tensor, labels0: torch.Tensor, *, topk: int, radius: float, temperature: float,
+                 per_frame_topk: bool, block: int):
+        channels, self.h, self.w = frame0.shape
+        self.n_labels = labels0.shape[0]
+        self.frame0 = frame0.reshape(channels, -1)
+        self.labels0 = labels0.reshape(self.n_labels, -1).T  # (h*w, L)
+        self.topk, self.radius, self.temperature = topk, radius, temperature
+        self.per_frame_topk, self.block = per_frame_topk, block
+        self.reach = int(np.ceil(radius)) - 1 if float(radius).is_integer() else int(np.floor(radius))  # |d| < radius
+        self.grid_y, self.grid_x = torch.meshgrid(torch.arange(self.h), torch.arange(self.w), indexing="ij")
+
+    def __call__(self, query: torch.Tensor, ctx_feats: torch.Tensor, ctx_labels_all: torch.Tensor,
+                 positions: list[int]) -> torch.Tensor:
+        """query (C, h, w); ctx_feats (U, C, h, w) and ctx_labels_all (U, L, h, w) of the distinct context frames;
+        positions: for each context entry, its index in U. Returns the (L, h, w) read-out."""
+        h, w, block, reach, n_labels = self.h, self.w, self.block, self.reach, self.n_labels
+        channels = query.shape[0]
+        grid_y, grid_x = self.grid_y, self.grid_x
+        position = torch.tensor(positions)
+        n_unique = len(ctx_feats)
+        out = torch.empty(n_labels, h, w, dtype=query.dtype)
         for y0 in range(0, h, block):
             for x0 in range(0, w, block):
                 y1, x1 = min(y0 + block, h), min(x0 + block, w)
@@ -90,23 +148,22 @@ def propagate(feats: torch.Tensor, first_labels: torch.Tensor, *, context: int =
                 wy0, wy1 = max(y0 - reach, 0), min(y1 + reach, h)
                 wx0, wx1 = max(x0 - reach, 0), min(x1 + reach, w)
                 sy, sx = grid_y[wy0:wy1, wx0:wx1].reshape(-1), grid_x[wy0:wy1, wx0:wx1].reshape(-1)
-                near = (qy[:, None] - sy[None]) ** 2 + (qx[:, None] - sx[None]) ** 2 < radius ** 2  # (nq, nw)
-                dense0 = (q @ frame0) / temperature  # frame 0: every node
+                near = (qy[:, None] - sy[None]) ** 2 + (qx[:, None] - sx[None]) ** 2 < self.radius ** 2  # (nq, nw)
+                dense0 = (q @ self.frame0) / self.temperature  # frame 0: every node
                 # every distinct context frame's window in one product and one mask; repeats are gathered after
-                window = feats[unique, :, wy0:wy1, wx0:wx1].transpose(0, 1).reshape(channels, -1)  # (C, U * nw)
-                window_scores = ((q @ window) / temperature).view(len(q), len(unique), -1)
+                window = ctx_feats[:, :, wy0:wy1, wx0:wx1].transpose(0, 1).reshape(channels, -1)  # (C, U * nw)
+                window_scores = ((q @ window) / self.temperature).view(len(q), n_unique, -1)
                 window_scores = window_scores.masked_fill(~near[:, None, :], float("-inf"))
-                window_labels = labels[unique, :, wy0:wy1, wx0:wx1].permute(0, 2, 3, 1).reshape(len(unique), -1, n_labels)
-                position = torch.tensor([unique.index(s) for s in ctx])
+                window_labels = ctx_labels_all[:, :, wy0:wy1, wx0:wx1].permute(0, 2, 3, 1).reshape(n_unique, -1, n_labels)
                 ctx_scores, ctx_labels = window_scores[:, position], window_labels[position]  # (nq, m, nw), (m, nw, L)
-                if per_frame_topk:
-                    scores, sources = [dense0, *ctx_scores.unbind(1)], [labels0, *ctx_labels.unbind(0)]
+                if self.per_frame_topk:
+                    scores, sources = [dense0, *ctx_scores.unbind(1)], [self.labels0, *ctx_labels.unbind(0)]
                 else:
                     scores = [torch.cat([dense0, ctx_scores.flatten(1)], dim=1)]
-                    sources = [torch.cat([labels0, ctx_labels.flatten(0, 1)], dim=0)]
-                out[:, y0:y1, x0:x1] = _aggregate(scores, sources, topk, per_frame_topk).T.reshape(n_labels, y1 - y0, x1 - x0)
-        labels[t] = out if update is None else update(t, out)
-    return labels
+                    sources = [torch.cat([self.labels0, ctx_labels.flatten(0, 1)], dim=0)]
+                out[:, y0:y1, x0:x1] = _aggregate(scores, sources, self.topk, self.per_frame_topk).T.reshape(
+                    n_labels, y1 - y0, x1 - x0)
+        return out
 
 
 def _aggregate(scores: list[torch.Tensor], sources: list[torch.Tensor], topk: int, per_frame: bool) -> torch.Tensor:

@@ -37,6 +37,66 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a loss that is NaN or infinite)."""
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: unreadable (e.g. truncated), or not the model expected. Names the file."""
+
+
+def read_checkpoint(path: Path | str, *, keys: tuple[str, ...] = ("model",), method: str | None = None) -> dict:
+    """``torch.load`` of an amodalkit checkpoint, with errors that name the file and what was expected.
+
+    Args:
+        keys: entries the checkpoint must hold ("model": the state dict).
+        method: when given, a checkpoint that says it holds another method's model is refused.
+
+    Raises:
+        CheckpointError: missing, unreadable (truncated, not a PyTorch file), without ``keys``, or another method's.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({path.stat().st_size} bytes; it may be "
+                              f"truncated or not a checkpoint): {reason}") from None
+    if not isinstance(saved, dict) or not all(k in saved for k in keys):
+        found = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        raise CheckpointError(f"{path}: expected an amodalkit checkpoint with entries {list(keys)}, found {found}")
+    if not isinstance(saved["model"], dict):
+        raise CheckpointError(f"{path}: its 'model' entry is a {type(saved['model']).__name__}, expected a state dict")
+    if method is not None and saved.get("method", method) != method:
+        raise CheckpointError(f"{path}: holds a {saved['method']!r} model, expected {method!r}")
+    return saved
+
+
+def load_weights(model: nn.Module, state: dict, path: Path | str, what: str = "the model") -> None:
+    """``model.load_state_dict(state)``, refused (model untouched) with a :class:`CheckpointError` that names the
+    file and the first missing / unexpected entries and shape differences when the weights do not fit."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: file {tuple(state[k].shape)}, {what} {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and getattr(state[k], "shape", None) != v.shape]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)):
+        if items:
+            problems.append(f"{len(items)} {label} ({'; '.join(items[:3])}{'; ...' if len(items) > 3 else ''})")
+    if problems:
+        raise CheckpointError(f"{path}: its weights do not fit {what}: " + ", ".join(problems))
+    model.load_state_dict(state)
+
+
+def set_aside(path: Path, err: Exception) -> Path:
+    """Move an unusable cached file out of the way (kept for inspection) and warn, naming both files."""
+    import warnings
+
+    aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, aside)
+    warnings.warn(f"{err}. Moved it to {aside.name} and training again.", stacklevel=3)
+    return aside
+
+
 def device() -> torch.device:
     """CUDA when present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -141,11 +201,19 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     partial = _partial_path(checkpoint) if checkpoint is not None else None
     if partial is not None and partial.is_file():
-        saved = torch.load(partial, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        history, start = saved["history"], saved["step"]
-        best = (saved["best_val"], saved["best_step"], saved["best_model"])
+        initial = (_cpu_state(model), optimizer.state_dict())
+        try:
+            saved = read_checkpoint(partial, keys=("model", "optimizer", "history", "step", "best_val", "best_step",
+                                                   "best_model"))
+            load_weights(model, saved["model"], partial, desc)
+            optimizer.load_state_dict(saved["optimizer"])
+        except (CheckpointError, ValueError) as err:  # ValueError: an optimizer state of other parameters
+            model.load_state_dict(initial[0])
+            optimizer.load_state_dict(initial[1])
+            set_aside(partial, err)
+        else:
+            history, start = saved["history"], saved["step"]
+            best = (saved["best_val"], saved["best_step"], saved["best_model"])
 
     def save_partial(done: int) -> None:
         if partial is not None:
@@ -277,11 +345,15 @@ def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.
     path = models_dir() / f"{name}-{config_key(config, code)}.pt"
     model = make_model()
     if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        model.to(train_kwargs.get("run_device") or device())
-        _log_training(name, True, 0.0)
-        return TrainResult(model=model, history=saved["history"], best_step=saved["best_step"], from_cache=True)
+        try:
+            saved = read_checkpoint(path, keys=("model", "history", "best_step"))
+            load_weights(model, saved["model"], path, f"the {name} model")
+        except CheckpointError as err:  # truncated, or written by other code: retrain rather than fail the chapter
+            set_aside(path, err)
+        else:
+            model.to(train_kwargs.get("run_device") or device())
+            _log_training(name, True, 0.0)
+            return TrainResult(model=model, history=saved["history"], best_step=saved["best_step"], from_cache=True)
     train_kwargs.setdefault("seed", config.get("seed", 0))
     start = time.perf_counter()
     result = train(model, loss_fn, checkpoint=path, desc=train_kwargs.pop("desc", name), **train_kwargs)

@@ -107,7 +107,7 @@ def test_bad_masks_are_named():
 
 
 # ---------------------------------------------------------------- unsupervised DAVIS and MOTS (STEm-Seg)
-from amodalkit.metrics import evaluate_davis_unsupervised, mots_metrics  # noqa: E402
+from amodalkit.metrics import evaluate_davis_unsupervised, mots_metrics, toolkit_statistics  # noqa: E402
 
 
 def _two_objects(n_frames=6, h=24, w=32):
@@ -150,8 +150,47 @@ def test_unsupervised_davis_pads_missing_proposals_and_limits_them_to_twenty():
     with pytest.raises(ValueError, match="20 proposals"):
         evaluate_davis_unsupervised({"s": many}, {"s": gt})
     many[2, 0, 0] = 0
-    many[0, 0, 0] = 21  # ids in the first and last frames are never read, as in the toolkit
-    assert evaluate_davis_unsupervised({"s": many}, {"s": gt}).overall["J&F"] == pytest.approx(1.0)
+    many[0, 0, 0] = 21  # the unsupervised toolkit reads the first and last frames too
+    with pytest.raises(ValueError, match="20 proposals"):
+        evaluate_davis_unsupervised({"s": many}, {"s": gt})
+
+
+def test_unsupervised_davis_scores_every_frame_and_semi_supervised_drops_the_first_and_last():
+    gt = _two_objects(n_frames=6)
+    wrong_ends = gt.copy()
+    wrong_ends[0] = wrong_ends[-1] = 0  # both objects lost in the first and last frames only
+    semi = evaluate_davis({"s": wrong_ends}, {"s": gt}).overall
+    unsup = evaluate_davis_unsupervised({"s": wrong_ends}, {"s": gt}).overall
+    assert semi["J-Mean"] == pytest.approx(1.0)
+    assert unsup["J-Mean"] == pytest.approx(4 / 6)  # J = 0 on 2 of 6 frames
+    assert unsup["J-Recall"] == pytest.approx(4 / 6)
+    # decay bins of 6 values: [0:2], ..., [4:6]: first bin (0, 1) minus last bin (1, 0) = 0
+    assert unsup["J-Decay"] == pytest.approx(0.0)
+
+
+def test_objects_are_ids_up_to_the_first_frames_maximum_as_in_the_toolkit():
+    gt = _two_objects(n_frames=5)
+    gt[gt == 2] = 3  # ids 1 and 3: id 2 is an object too, empty in ground truth
+    result = evaluate_davis({"s": gt}, {"s": gt})
+    assert sorted(k for _, k in result.objects) == [1, 2, 3]
+    assert result.objects["s", 2]["J"].mean == 1.0  # empty against empty
+    lost = gt.copy()
+    lost[lost == 3] = 0  # predicted ids may stop short of the maximum: padded with empty masks
+    assert evaluate_davis({"s": lost}, {"s": gt}).objects["s", 3]["J"].mean == 0.0
+    extra = gt.copy()
+    extra[2, 0, 0] = 4
+    with pytest.raises(ValueError, match="object id 4, but the first annotation has 3"):
+        evaluate_davis({"s": extra}, {"s": gt})
+
+
+def test_toolkit_statistics_keep_the_uint8_bin_bounds_of_the_toolkit():
+    short = toolkit_statistics(np.linspace(1, 0, 100))
+    ids = np.round(np.linspace(1, 100, 5) + 1e-10).astype(int) - 1  # 0, 25, 50, 74, 99 (no wrap)
+    values = np.linspace(1, 0, 100)
+    assert short.decay == pytest.approx(values[ids[0]:ids[1] + 1].mean() - values[ids[3]:ids[4] + 1].mean())
+    # 300 values: the last bound 299 wraps to 43 in uint8, the last bin [224:44] is empty, the decay NaN
+    assert np.isnan(toolkit_statistics(np.ones(300)).decay)
+    assert toolkit_statistics(np.ones(300)).mean == 1.0
 
 
 def test_mots_metrics_on_hand_made_tracks():

@@ -1,4 +1,6 @@
+import gc
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from amodalkit.propagation import context_frames, propagate, propagate_masks
+from amodalkit.propagation import context_frames, propagate, propagate_masks, propagate_stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from propagation import dense_propagate, random_problem  # noqa: E402  (the dense reference lives with its benchmark)
@@ -31,6 +33,28 @@ def test_local_equals_the_dense_reference(shape, options, per_frame_topk):
     assert (local - dense).abs().max().item() <= 1e-5
     assert torch.equal(local[0], first)
     assert torch.allclose(local.sum(dim=1), torch.ones(()), atol=1e-5)  # soft labels stay distributions
+
+
+@pytest.mark.parametrize("context", [1, 3, 20])
+def test_streaming_equals_the_whole_clip_and_keeps_only_the_context(context):
+    feats, first = random_problem(12, 16, 9, 11, 3)
+    whole = propagate(feats, first, context=context, topk=5, radius=3, block=4)
+    stream = propagate_stream(iter(feats), first, context=context, topk=5, radius=3, block=4)
+    streamed = torch.stack([first] + [labels for labels in stream])
+    assert torch.equal(streamed, whole)
+    # memory: once frame t is out, no feature frame older than t - context (but frame 0) is still referenced
+    alive = []
+
+    def fed():
+        for frame in feats:
+            frame = frame.clone()
+            alive.append(weakref.ref(frame))
+            yield frame
+
+    for t, _ in enumerate(propagate_stream(fed(), first, context=context, topk=5, radius=3), start=1):
+        gc.collect()
+        held = [i for i, ref in enumerate(alive) if ref() is not None]
+        assert set(held) <= {0} | set(range(max(t - context, 1), t + 1)), (t, held)
 
 
 def test_block_size_does_not_change_the_result():

@@ -173,3 +173,70 @@ def test_lr_schedule_scales_every_step_and_a_zero_multiplier_freezes_the_weights
     decay = exponential_decay(100, 0.375, 0.01)
     assert decay(0) == decay(37) == 1.0 and decay(99) == pytest.approx(0.01)
     assert all(decay(s) > decay(s + 1) for s in range(38, 99))
+
+
+# ---------------------------------------------------------------- checkpoints that cannot be read (issue 18, item 6)
+from amodalkit.train import CheckpointError, load_weights, read_checkpoint  # noqa: E402
+
+
+def _cut(path, size=1000):
+    data = path.read_bytes()
+    path.write_bytes(data[:size])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other_shapes", "wrong_keys"])
+def test_an_unusable_cached_model_is_set_aside_with_a_warning_and_retrained(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    first = train_cached("toy", {"seed": 1}, _model, _loss, steps=4, lr=1e-2, run_device=torch.device("cpu"))
+    [path] = (tmp_path / "models").glob("toy-*.pt")
+    if damage == "truncated":
+        _cut(path)
+    else:
+        saved = torch.load(path, weights_only=True)
+        if damage == "other_shapes":
+            saved["model"]["0.weight"] = torch.zeros(3, 4)
+        else:
+            saved = {"weights": saved["model"]}
+        torch.save(saved, path)
+    with pytest.warns(UserWarning, match=rf"{path.name}.*(truncated|do not fit|expected an amodalkit).*training again"):
+        again = train_cached("toy", {"seed": 1}, _model, _loss, steps=4, lr=1e-2, run_device=torch.device("cpu"))
+    assert not again.from_cache and _same(first.model, again.model)  # retrained to the same weights
+    assert len(list((tmp_path / "models").glob(f"{path.name}.unreadable-*"))) == 1  # kept for inspection
+    assert train_cached("toy", {"seed": 1}, _model, _loss, steps=4, lr=1e-2).from_cache  # the new entry loads
+
+
+def test_a_truncated_partial_checkpoint_restarts_the_run(tmp_path):
+    reference = train(_model(), _loss, steps=8, lr=1e-2, seed=5, run_device=torch.device("cpu"))
+    path = tmp_path / "run.pt"
+    partial = path.with_name(path.name + ".partial")
+
+    def stop_at_6(model, step, generator):
+        if step == 6:
+            raise KeyboardInterrupt
+        return _loss(model, step, generator)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), stop_at_6, steps=8, lr=1e-2, seed=5, checkpoint=path, run_device=torch.device("cpu"))
+    _cut(partial, 500)
+    with pytest.warns(UserWarning, match="run.pt.partial"):
+        resumed = train(_model(), _loss, steps=8, lr=1e-2, seed=5, checkpoint=path, run_device=torch.device("cpu"))
+    assert _same(resumed.model, reference.model) and len(resumed.history["loss"]) == 8
+
+
+def test_a_checkpoint_given_by_hand_gets_an_error_naming_the_file_and_what_was_expected(tmp_path):
+    model = _model()
+    path = tmp_path / "given.pt"
+    torch.save({"model": model.state_dict(), "method": "savos"}, path)
+    with pytest.raises(CheckpointError, match=r"given.pt: holds a 'savos' model, expected 'crw'"):
+        read_checkpoint(path, method="crw")
+    _cut(path, 100)
+    with pytest.raises(CheckpointError, match=r"given.pt: cannot be read as a PyTorch checkpoint \(100 bytes"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        read_checkpoint(tmp_path / "absent.pt")
+    other = torch.nn.Sequential(torch.nn.Linear(4, 6))
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(CheckpointError, match=r"given.pt: its weights do not fit the toy: .*missing.*other shapes "
+                                              r"\(0.weight: file \(6, 4\), the toy \(8, 4\)"):
+        load_weights(model, other.state_dict(), path, "the toy")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # refused: the model is untouched
