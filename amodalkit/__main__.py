@@ -1,4 +1,9 @@
-"""Command line: ``python -m amodalkit book run|build|vendor`` and ``python -m amodalkit claims diff A B``."""
+"""Command line of amodalkit.
+
+``book run|build|vendor`` (the book), ``claims diff A B`` (verdicts of two result folders), ``evaluate`` (a results
+folder on a DAVIS folder, the official toolkit's numbers and CSVs), ``propagate`` (CRW-style label propagation on a
+DAVIS-layout sequence) and ``train`` (a method's model under a profile, on one process or under torchrun).
+"""
 from __future__ import annotations
 
 import argparse
@@ -42,7 +47,88 @@ def main(argv: list[str] | None = None) -> int:
     diff_p.add_argument("results_a", metavar="RESULTS_A", help="a results folder, e.g. results/quick")
     diff_p.add_argument("results_b", metavar="RESULTS_B", help="another, e.g. results/quick-kernel-default")
 
+    eval_p = commands.add_parser("evaluate", help="DAVIS-2017 J and F of a results folder, as the official toolkit")
+    eval_p.add_argument("--davis", required=True, metavar="ROOT", help="DAVIS folder (JPEGImages, Annotations, ImageSets)")
+    eval_p.add_argument("--results", required=True, metavar="DIR", help="<DIR>/<sequence>/<frame>.png indexed masks; "
+                        "the CSVs are written here")
+    eval_p.add_argument("--set", default="val", help="ImageSets/2017/<set>.txt lists the sequences (default val)")
+    eval_p.add_argument("--task", default="semi-supervised", choices=("semi-supervised", "unsupervised"))
+
+    prop_p = commands.add_parser("propagate", help="propagate the first frame's objects through a DAVIS-layout video")
+    prop_p.add_argument("--davis", required=True, metavar="ROOT", help="folder with JPEGImages/480p/<NAME> and "
+                        "Annotations/480p/<NAME>/<first frame>.png")
+    prop_p.add_argument("--sequence", required=True, metavar="NAME")
+    prop_p.add_argument("--out", required=True, metavar="DIR", help="masks go to <DIR>/<NAME>/<frame>.png")
+    prop_p.add_argument("--checkpoint", metavar="FILE", help="a CRW model (from `train crw`, or the book's cache)")
+    prop_p.add_argument("--features", default=None, choices=("crw", "untrained", "pixels"),
+                        help="crw (needs --checkpoint; the default when one is given), untrained (random ResNet-18) or "
+                             "pixels (the default without a checkpoint)")
+    prop_p.add_argument("--layer", default="res3", choices=("res3", "res4"))
+    prop_p.add_argument("--context", type=int, default=20, help="preceding frames used as sources (release: 20)")
+    prop_p.add_argument("--topk", type=int, default=10, help="sources kept per query (release: 10)")
+    prop_p.add_argument("--radius", type=float, default=12.0, help="source radius on the stride-8 grid (release: 12)")
+    prop_p.add_argument("--temperature", type=float, default=0.05, help="softmax temperature (release command: 0.05)")
+
+    from .train_cli import METHODS
+
+    train_p = commands.add_parser("train", help="train one model with its chapter's recipe and data under a profile",
+                                  description="Methods: " + "; ".join(f"{k}: {m.summary}" for k, m in METHODS.items()))
+    train_p.add_argument("method", choices=list(METHODS), metavar="METHOD", help=", ".join(METHODS))
+    train_p.add_argument("--profile", default="quick", choices=profiles.profile_names())
+    train_p.add_argument("--out", required=True, metavar="DIR", help="checkpoint.pt, checkpoint.pt.partial and log.json go here")
+    train_p.add_argument("--seed", type=int, default=0)
+    train_p.add_argument("--steps", type=int, help="training steps (default: the profile's)")
+    train_p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                         help="override a chapter parameter, or set a method's own (savos: world, variant; stemseg: "
+                              "world, mixing; maskvos-*: learner, arm)")
+    train_p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    train_p.add_argument("--frames", metavar="ROOT", help="train crw on your unlabelled videos in ROOT/JPEGImages/480p")
+
     args = parser.parse_args(argv)
+    if args.area == "train":
+        from .train import CheckpointError, TrainingError
+        from .train_cli import TrainCommandError, train_command
+
+        try:
+            train_command(args.method, args.profile, args.out, seed=args.seed, steps=args.steps,
+                          overrides={key: _parse_value(value) for key, value in args.param}, resume=args.resume,
+                          frames=args.frames)
+        except (TrainCommandError, profiles.ParameterError, CheckpointError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except TrainingError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"interrupted: every completed step is kept in {args.out}/checkpoint.pt.partial; run the same command "
+                  f"with --resume to continue", file=sys.stderr)
+            return 130
+        return 0
+    if args.area == "evaluate":
+        from .davis_toolkit import EvaluationError, run
+
+        try:
+            run(args.davis, args.results, args.set, args.task)
+        except (EvaluationError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
+    if args.area == "propagate":
+        from .train import CheckpointError
+        from .video import VideoError, propagate_sequence
+
+        features = args.features or ("crw" if args.checkpoint else "pixels")
+        try:
+            propagate_sequence(args.davis, args.sequence, args.out, features=features, checkpoint=args.checkpoint,
+                               layer=args.layer, context=args.context, topk=args.topk, radius=args.radius,
+                               temperature=args.temperature)
+        except (VideoError, CheckpointError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted: the masks written so far are complete files (each is written atomically)", file=sys.stderr)
+            return 130
+        return 0
     if args.area == "claims":
         from .claims_page import diff_report
 

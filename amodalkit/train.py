@@ -22,6 +22,7 @@ import math
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -126,6 +127,15 @@ def atomic_save(obj: Any, path: Path | str) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -163,7 +173,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
           checkpoint: Path | str | None = None, checkpoint_every: int = 100, desc: str = "training",
           weight_decay: float = 0.0, run_device: torch.device | None = None,
           trainable: Callable[[nn.Module], list] | None = None, select: str = "best",
-          lr_schedule: Callable[[int], float] | None = None) -> TrainResult:
+          lr_schedule: Callable[[int], float] | None = None, meta: dict | None = None,
+          log_path: Path | str | None = None) -> TrainResult:
     """Train ``model`` with Adam for ``steps`` steps and return the selected weights.
 
     Args:
@@ -180,6 +191,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
             validation curve is still recorded), as releases that evaluate their last checkpoint do.
         lr_schedule: ``lr_schedule(step)`` multiplies ``lr`` at each step (None: constant); see
             :func:`exponential_decay`.
+        meta: entries stored beside the weights in the checkpoint (the command line's method, recipe, profile).
+        log_path: a JSON file rewritten (atomically) at every validation, checkpoint and at the end with the
+            history so far (the loss curve) and ``meta``.
 
     Raises:
         TrainingError: the loss became NaN or infinite (names the step and the last finite loss).
@@ -218,7 +232,13 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     def save_partial(done: int) -> None:
         if partial is not None:
             atomic_save(dict(model=_cpu_state(model), optimizer=optimizer.state_dict(), history=history, step=done,
-                             best_val=best[0], best_step=best[1], best_model=best[2]), partial)
+                             best_val=best[0], best_step=best[1], best_model=best[2], **(meta or {})), partial)
+        write_log(done)
+
+    def write_log(done: int) -> None:
+        if log_path is not None:
+            atomic_write_text(Path(log_path), json.dumps(dict(meta or {}, steps_done=done, steps=steps,
+                                                              history=history), default=str) + "\n")
 
     def run_validation(done: int) -> None:
         nonlocal best
@@ -242,6 +262,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     done = start
     bar = progress(range(start, steps), desc=desc, total=steps - start)
     try:
+        due = validate is not None and start > 0 and (start % validate_every == 0 or start == steps)
+        if due and (not history["val_step"] or history["val_step"][-1] != start):
+            run_validation(start)  # the run was interrupted during this validation: do it now
         for step in bar:
             torch.manual_seed((int(seed) * 7_919 + step) % (2**63 - 1))  # anything drawing from the global RNG
             loss = loss_fn(model, step, step_generator(seed, step))
@@ -260,6 +283,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
             history["loss"].append(float(loss.detach()))
             if validate is not None and (done % validate_every == 0 or done == steps):
                 run_validation(done)
+                write_log(done)
             if partial is not None and done % checkpoint_every == 0 and done < steps:
                 save_partial(done)
             if hasattr(bar, "set_postfix") and step % 10 == 0:
@@ -274,9 +298,10 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         best_step = done
     result = TrainResult(model=model, history=history, best_step=best_step)
     if checkpoint is not None:
-        atomic_save(dict(model=_cpu_state(model), history=history, best_step=best_step), checkpoint)
+        atomic_save(dict(model=_cpu_state(model), history=history, best_step=best_step, **(meta or {})), checkpoint)
         if partial.is_file():
             partial.unlink()
+    write_log(done)
     return result
 
 
@@ -333,6 +358,36 @@ def config_key(config: dict[str, Any], code: tuple[str, ...] = ()) -> str:
     return digest.hexdigest()[:20]
 
 
+class TargetTrained(Exception):
+    """Raised by :func:`train_cached` inside :func:`redirect_training` once the target model is trained (ends the
+    caller's remaining work, e.g. the later stages of a multi-stage recipe); carries the :class:`TrainResult`."""
+
+    def __init__(self, result: TrainResult):
+        super().__init__("target trained")
+        self.result = result
+
+
+_REDIRECT: dict | None = None
+
+
+@contextmanager
+def redirect_training(match: Callable[[str, dict], bool], checkpoint: Path | str, *, meta: dict | None = None,
+                      log_path: Path | str | None = None):
+    """Train one model of a chapter's recipe into a given checkpoint instead of the cache (the command line's
+    ``train``): inside the block, the first :func:`train_cached` call whose ``(name, config)`` ``match`` accepts
+    trains into ``checkpoint`` (resuming ``<checkpoint>.partial`` if present), stores ``meta`` beside the weights,
+    writes the loss curve to ``log_path``, then raises :class:`TargetTrained`. Other models the recipe needs first
+    (e.g. stage 1 before stage 2) come from the cache as usual.
+    """
+    global _REDIRECT
+    previous = _REDIRECT
+    _REDIRECT = dict(match=match, checkpoint=Path(checkpoint), meta=meta, log_path=log_path)
+    try:
+        yield
+    finally:
+        _REDIRECT = previous
+
+
 def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.Module],
                  loss_fn: Callable[[nn.Module, int, torch.Generator], torch.Tensor], *, code: tuple[str, ...] = (),
                  **train_kwargs) -> TrainResult:
@@ -342,6 +397,12 @@ def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.
     ``code`` names the package files the training depends on (``train.py`` always counts).
     Models live in ``$AMODALKIT_CACHE/models`` (default ``~/.cache/amodalkit/models``).
     """
+    if _REDIRECT is not None and _REDIRECT["match"](name, config):
+        target = _REDIRECT
+        train_kwargs.setdefault("seed", config.get("seed", 0))
+        result = train(make_model(), loss_fn, checkpoint=target["checkpoint"], meta=target["meta"],
+                       log_path=target["log_path"], desc=train_kwargs.pop("desc", name), **train_kwargs)
+        raise TargetTrained(result)
     path = models_dir() / f"{name}-{config_key(config, code)}.pt"
     model = make_model()
     if path.is_file():
