@@ -6,7 +6,7 @@ import os
 __version__ = "0.1.0"
 
 
-def progress(iterable=None, *, desc: str | None = None, total: int | None = None):
+def progress(iterable=None, *, desc: str | None = None, total: int | None = None, disable: bool = False):
     """A tqdm progress bar for long loops in chapters and library code.
 
     Silent when the book runner executes the notebook (it shows its own bar over notebooks and
@@ -14,5 +14,5 @@ def progress(iterable=None, *, desc: str | None = None, total: int | None = None
     """
     from tqdm.auto import tqdm
 
-    disable = bool(os.environ.get("AMODALKIT_MEASUREMENTS"))
+    disable = disable or bool(os.environ.get("AMODALKIT_MEASUREMENTS"))
     return tqdm(iterable, desc=desc, total=total, disable=disable, leave=False)

@@ -93,19 +93,60 @@ def set_aside(path: Path, err: Exception) -> Path:
     import warnings
 
     aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.replace(path, aside)
+    if distributed()[0] == 0:  # one process moves it; under torchrun every rank retrains
+        os.replace(path, aside)
     warnings.warn(f"{err}. Moved it to {aside.name} and training again.", stacklevel=3)
     return aside
 
 
 def device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when present (this process's GPU under torchrun: ``LOCAL_RANK``), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    return torch.device("cpu")
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """The CPU generator of one training step: a function of (seed, step) only."""
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63 - 1))
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless a torch.distributed process group is up (torchrun)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+_RANK_STRIDE = 1_000_000_007_000  # rank r's streams start far from rank 0's (steps would need to pass 1e12 to meet)
+
+
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The CPU generator of one training step: a function of (seed, step, rank) only (rank 0: of (seed, step))."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step) + int(rank) * _RANK_STRIDE) % (2**63 - 1))
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The global RNG's seed at a step (dropout and anything else drawing from it), per rank."""
+    return (int(seed) * 7_919 + int(step) + int(rank) * _RANK_STRIDE) % (2**63 - 1)
+
+
+class _LossModule(nn.Module):
+    """``forward(step, generator) = loss_fn(model, step, generator)``: lets DistributedDataParallel see the whole loss
+    computation as its module's forward, whichever of the model's methods the loss calls."""
+
+    def __init__(self, model: nn.Module, loss_fn):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, step: int, generator: torch.Generator) -> torch.Tensor:
+        return self.loss_fn(self.model, step, generator)
+
+
+def _sync_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, so every rank validates the same model."""
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
 
 
 def models_dir() -> Path:
@@ -195,6 +236,12 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         log_path: a JSON file rewritten (atomically) at every validation, checkpoint and at the end with the
             history so far (the loss curve) and ``meta``.
 
+    Distributed (torchrun): when a process group is up, each rank draws its own batch with the generator of
+    (seed, step, rank) (the recipe's batch is then the per-rank batch: global batch / world size), the model runs
+    under DistributedDataParallel (gradients averaged over ranks; on CUDA BatchNorm becomes SyncBatchNorm, on the
+    CPU each rank normalises with its own batch statistics and rank 0's running statistics are kept), the recorded
+    loss is the mean over ranks, every rank validates rank 0's model, and only rank 0 writes checkpoints and logs.
+
     Raises:
         TrainingError: the loss became NaN or infinite (names the step and the last finite loss).
     """
@@ -205,6 +252,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     if select not in ("best", "last"):
         raise ValueError(f"{desc}: select must be 'best' or 'last', got {select!r}")
     run_device = run_device or device()
+    rank, world = distributed()
+    if world > 1 and run_device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics over every rank's samples
     model.to(run_device)
     params = trainable(model) if trainable else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -230,18 +280,22 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
             best = (saved["best_val"], saved["best_step"], saved["best_model"])
 
     def save_partial(done: int) -> None:
+        if rank != 0:
+            return
         if partial is not None:
             atomic_save(dict(model=_cpu_state(model), optimizer=optimizer.state_dict(), history=history, step=done,
                              best_val=best[0], best_step=best[1], best_model=best[2], **(meta or {})), partial)
         write_log(done)
 
     def write_log(done: int) -> None:
-        if log_path is not None:
+        if log_path is not None and rank == 0:
             atomic_write_text(Path(log_path), json.dumps(dict(meta or {}, steps_done=done, steps=steps,
                                                               history=history), default=str) + "\n")
 
     def run_validation(done: int) -> None:
         nonlocal best
+        if world > 1:
+            _sync_buffers(model)
         model.eval()
         with torch.no_grad():
             measured = validate(model)
@@ -259,18 +313,33 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
             best = (value, done, _cpu_state(model))
 
     model.train()
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # the constructor broadcasts rank 0's parameters and buffers; unused parameters (a frozen part) are allowed
+        forward = DistributedDataParallel(_LossModule(model, loss_fn), find_unused_parameters=True,
+                                          device_ids=[run_device.index] if run_device.type == "cuda" else None)
+    else:
+        forward = None
     done = start
-    bar = progress(range(start, steps), desc=desc, total=steps - start)
+    bar = progress(range(start, steps), desc=desc, total=steps - start, disable=rank != 0)
     try:
         due = validate is not None and start > 0 and (start % validate_every == 0 or start == steps)
         if due and (not history["val_step"] or history["val_step"][-1] != start):
             run_validation(start)  # the run was interrupted during this validation: do it now
         for step in bar:
-            torch.manual_seed((int(seed) * 7_919 + step) % (2**63 - 1))  # anything drawing from the global RNG
-            loss = loss_fn(model, step, step_generator(seed, step))
-            if not torch.isfinite(loss):
+            torch.manual_seed(step_seed(seed, step, rank))  # anything drawing from the global RNG
+            generator = step_generator(seed, step, rank)
+            loss = loss_fn(model, step, generator) if forward is None else forward(step, generator)
+            reported = loss.detach().clone()
+            if world > 1:  # every rank sees the mean (and a NaN anywhere), so all stop together
+                import torch.distributed as dist
+
+                dist.all_reduce(reported)
+                reported /= world
+            if not torch.isfinite(reported):
                 last = history["loss"][-1] if history["loss"] else None
-                raise TrainingError(f"{desc}: the loss is {float(loss)} at step {step} (last finite loss: {last}); "
+                raise TrainingError(f"{desc}: the loss is {float(reported)} at step {step} (last finite loss: {last}); "
                                     f"stopping. Lower the learning rate (lr = {lr}) or check the inputs.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -280,7 +349,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
             optimizer.step()
             done = step + 1
             history["step"].append(step)
-            history["loss"].append(float(loss.detach()))
+            history["loss"].append(float(reported))
             if validate is not None and (done % validate_every == 0 or done == steps):
                 run_validation(done)
                 write_log(done)
@@ -297,11 +366,15 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     else:
         best_step = done
     result = TrainResult(model=model, history=history, best_step=best_step)
-    if checkpoint is not None:
+    if checkpoint is not None and rank == 0:
         atomic_save(dict(model=_cpu_state(model), history=history, best_step=best_step, **(meta or {})), checkpoint)
         if partial.is_file():
             partial.unlink()
     write_log(done)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # the other ranks return once rank 0's files are in place
     return result
 
 
@@ -367,21 +440,33 @@ class TargetTrained(Exception):
         self.result = result
 
 
+class TrainingCaptured(Exception):
+    """Raised by :func:`train_cached` inside :func:`redirect_training` with no checkpoint: hands back the target's
+    ``make_model``, ``loss_fn`` and training arguments untrained (to run the same recipe another way, e.g. the
+    distributed-equivalence test)."""
+
+    def __init__(self, make_model, loss_fn, train_kwargs: dict):
+        super().__init__("target captured")
+        self.make_model, self.loss_fn, self.train_kwargs = make_model, loss_fn, train_kwargs
+
+
 _REDIRECT: dict | None = None
 
 
 @contextmanager
-def redirect_training(match: Callable[[str, dict], bool], checkpoint: Path | str, *, meta: dict | None = None,
+def redirect_training(match: Callable[[str, dict], bool], checkpoint: Path | str | None, *, meta: dict | None = None,
                       log_path: Path | str | None = None):
     """Train one model of a chapter's recipe into a given checkpoint instead of the cache (the command line's
     ``train``): inside the block, the first :func:`train_cached` call whose ``(name, config)`` ``match`` accepts
     trains into ``checkpoint`` (resuming ``<checkpoint>.partial`` if present), stores ``meta`` beside the weights,
     writes the loss curve to ``log_path``, then raises :class:`TargetTrained`. Other models the recipe needs first
-    (e.g. stage 1 before stage 2) come from the cache as usual.
+    (e.g. stage 1 before stage 2) come from the cache as usual. ``checkpoint=None`` trains nothing and raises
+    :class:`TrainingCaptured` instead.
     """
     global _REDIRECT
     previous = _REDIRECT
-    _REDIRECT = dict(match=match, checkpoint=Path(checkpoint), meta=meta, log_path=log_path)
+    _REDIRECT = dict(match=match, checkpoint=None if checkpoint is None else Path(checkpoint), meta=meta,
+                     log_path=log_path)
     try:
         yield
     finally:
@@ -400,11 +485,17 @@ def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.
     if _REDIRECT is not None and _REDIRECT["match"](name, config):
         target = _REDIRECT
         train_kwargs.setdefault("seed", config.get("seed", 0))
+        if target["checkpoint"] is None:
+            raise TrainingCaptured(make_model, loss_fn, train_kwargs)
         result = train(make_model(), loss_fn, checkpoint=target["checkpoint"], meta=target["meta"],
                        log_path=target["log_path"], desc=train_kwargs.pop("desc", name), **train_kwargs)
         raise TargetTrained(result)
     path = models_dir() / f"{name}-{config_key(config, code)}.pt"
     model = make_model()
+    if distributed()[1] > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank decides on the same state of the cache
     if path.is_file():
         try:
             saved = read_checkpoint(path, keys=("model", "history", "best_step"))

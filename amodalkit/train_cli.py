@@ -38,6 +38,7 @@ class Method:
 
     notebook: str
     steps_param: str
+    batch_params: tuple[str, ...]  # per-rank batch = global / world size under torchrun
     extra: dict[str, Param]
     target: Callable[[dict, str, dict], bool]  # (params, name, config) -> is this train_cached call the target?
     run: Callable[[dict, int, dict, Path | None], None]  # (params, seed, meta, frames) runs the chapter's recipe
@@ -154,31 +155,31 @@ def _mixings() -> tuple:
 
 
 def _vae(stage: int) -> Method:
-    return Method("vae_analysis", f"steps{stage}", {},
+    return Method("vae_analysis", f"steps{stage}", ("batch",), {},
                   lambda p, name, config, stage=stage: name == "amodal_vae" and config.get("stage") == stage, _run_vae,
                   f"Amodal-VAE stage {stage}" + (" (stage 1 from the cache)" if stage == 2 else
                                                  " (stages 1-2 from the cache)" if stage == 3 else ""))
 
 
 METHODS: dict[str, Method] = {
-    "savos": Method("savos_ablations", "steps",
+    "savos": Method("savos_ablations", "steps", ("batch",),
                     {"world": Param(str, "fishbowl", "the world", choices=("fishbowl", "street")),
                      "variant": Param(str, "full", "the row of Tables 1-3")},
                     lambda p, name, config: name == f"savos-{p['variant']}", _run_savos, "SaVos (a row of Tables 1-3)"),
-    "crw": Method("crw_propagation", "steps", {}, lambda p, name, config: name == "crw", _run_crw,
+    "crw": Method("crw_propagation", "steps", ("batch",), {}, lambda p, name, config: name == "crw", _run_crw,
                   "CRW (the main model of the CRW chapters; --frames ROOT for your own videos)"),
     "vae-stage1": _vae(1),
     "vae-stage2": _vae(2),
     "vae-stage3": _vae(3),
-    "stemseg": Method("stem_mixing", "steps",
+    "stemseg": Method("stem_mixing", "steps", ("batch",),
                       {"world": Param(str, "davis_like", "the world", choices=("davis_like", "fast_motion")),
                        "mixing": Param(str, "xyff", "the mixing function of Table I")},
                       lambda p, name, config: name == "stemseg", _run_stemseg, "STEm-Seg (a mixing function of Table I)"),
-    "maskvos-a": Method("maskvos", "corr_steps",
+    "maskvos-a": Method("maskvos", "corr_steps", ("batch",),
                         {"learner": Param(str, "lcorr", "the correspondence learner", choices=("lcorr", "crw"))},
                         lambda p, name, config: name == f"maskvos-{p['learner']}-a", _run_maskvos,
                         "Mask-VOS phase A (the correspondence learner alone)"),
-    "maskvos-b": Method("maskvos", "seg_steps",
+    "maskvos-b": Method("maskvos", "seg_steps", ("batch", "seg_batch"),
                         {"learner": Param(str, "lcorr", "the correspondence learner", choices=("lcorr", "crw")),
                          "arm": Param(str, "seg", "with L_Seg or correspondence only", choices=("seg", "correspondence"))},
                         lambda p, name, config: name == f"maskvos-{p['learner']}-{p['arm']}", _run_maskvos,
@@ -255,6 +256,36 @@ def frame_folder_videos(root: Path | str, height: int, width: int, n_frames: int
     return train, val, key
 
 
+def start_distributed() -> tuple[int, int]:
+    """Under torchrun (``WORLD_SIZE`` > 1), join the process group: nccl on CUDA (one GPU per ``LOCAL_RANK``), gloo on
+    the CPU. Returns (rank, world size); (0, 1) on one process."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def per_rank_batches(method: str, params: dict, world: int) -> dict:
+    """The recipe's batch sizes for one of ``world`` ranks: each global batch divided evenly (else an error)."""
+    if world == 1:
+        return params
+    out = dict(params)
+    for name in METHODS[method].batch_params:
+        if params[name] % world:
+            raise TrainCommandError(f"-p {name} {params[name]}: the global batch must divide evenly over the "
+                                    f"{world} processes (each runs {name} / {world})")
+        out[name] = params[name] // world
+    return out
+
+
 def train_command(method: str, profile: str, out: Path | str, *, seed: int = 0, steps: int | None = None,
                   overrides: dict[str, Any] | None = None, resume: bool = False, frames: Path | str | None = None):
     """The ``train`` command: check everything, then train the target into ``out`` (see the module docstring).
@@ -270,10 +301,13 @@ def train_command(method: str, profile: str, out: Path | str, *, seed: int = 0, 
         raise TrainCommandError(f"--frames {frames}: expected videos in {Path(frames) / 'JPEGImages' / '480p'}/<video>/")
     if not isinstance(seed, int) or seed < 0:
         raise TrainCommandError(f"--seed must be an integer >= 0, got {seed!r}")
+    rank, world = start_distributed()
+    say = print if rank == 0 else (lambda *a, **k: None)
+    rank_params = per_rank_batches(method, params, world)
     out = Path(out)
     checkpoint, partial = out / "checkpoint.pt", out / "checkpoint.pt.partial"
     meta = dict(method=method.split("-")[0] if method.startswith(("vae", "maskvos")) else method, command=method,
-                profile=profile, seed=seed, params=params, frames=str(frames) if frames else None)
+                profile=profile, seed=seed, params=params, frames=str(frames) if frames else None, world_size=world)
     meta["method"] = {"vae": "amodal_vae"}.get(meta["method"], meta["method"])
     for existing in (checkpoint, partial):
         if existing.is_file():
@@ -292,19 +326,21 @@ def train_command(method: str, profile: str, out: Path | str, *, seed: int = 0, 
                     detail += ("; " if detail else "") + f"parameters {changed}"
                 raise TrainCommandError(f"--resume: {existing} was written by another run ({detail})")
     if checkpoint.is_file() and not partial.is_file():
-        print(f"{checkpoint} is complete: nothing to resume")
+        say(f"{checkpoint} is complete: nothing to resume")
         saved = read_checkpoint(checkpoint)
         return saved
     out.mkdir(parents=True, exist_ok=True)
     spec = METHODS[method]
-    print(f"train {method}: {spec.summary}; profile {profile}, seed {seed}, {params[spec.steps_param]} steps -> "
-          f"{checkpoint}" + (" (resuming)" if partial.is_file() else ""))
+    ranks = f", {world} processes (batch per process: {', '.join(str(rank_params[b]) for b in spec.batch_params)})" \
+        if world > 1 else ""
+    say(f"train {method}: {spec.summary}; profile {profile}, seed {seed}, {params[spec.steps_param]} steps{ranks} -> "
+        f"{checkpoint}" + (" (resuming)" if partial.is_file() else ""))
     try:
         with redirect_training(lambda name, config: spec.target(params, name, config), checkpoint, meta=meta,
                                log_path=out / "log.json"):
-            spec.run(params, seed, meta, Path(frames) if frames else None)
+            spec.run(rank_params, seed, meta, Path(frames) if frames else None)
     except TargetTrained as done:
-        print(f"written {checkpoint} (selected step {done.result.best_step}) and {out / 'log.json'}")
+        say(f"written {checkpoint} (selected step {done.result.best_step}) and {out / 'log.json'}")
         return done.result
     raise RuntimeError(f"train {method}: the recipe finished without training its target model (a bug: the target "
                        f"rule of METHODS[{method!r}] matched no model)")
