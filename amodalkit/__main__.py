@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="override a chapter parameter, or set a method's own (savos: world, variant; stemseg: "
                               "world, mixing; maskvos-*: learner, arm)")
     train_p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    train_p.add_argument("--frames", metavar="ROOT", help="train crw on your unlabelled videos in ROOT/JPEGImages/480p")
+    train_p.add_argument("--frames", metavar="ROOT", help="crw, maskvos-a, maskvos-b: train on your unlabelled videos in "
+                         "ROOT/JPEGImages/480p/<video>/*.jpg")
 
     args = parser.parse_args(argv)
     if args.area == "train":

@@ -10,8 +10,11 @@ before any work; ``-p`` overrides them as in ``book run``). What is written into
 * ``log.json``: the loss and validation curves so far, rewritten at every validation.
 
 Models a recipe needs before the target (stage 1 before stage 2, Mask-VOS's phase A before phase B) come from the
-book's model cache, trained there first if absent. ``train crw --frames ROOT`` trains on a user's unlabelled videos
-(``ROOT/JPEGImages/480p/<video>/*.jpg``) instead of the ``vos`` world.
+book's model cache, trained there first if absent. ``train crw|maskvos-a|maskvos-b --frames ROOT`` trains on a user's
+unlabelled videos (``ROOT/JPEGImages/480p/<video>/*.jpg``) instead of the ``vos`` world (these methods need no labels).
+
+Under ``torchrun --nproc_per_node N`` the same command trains with DistributedDataParallel (see
+:func:`amodalkit.train.train`): each process runs batch / N of the chapter's batch (an error if it does not divide).
 """
 from __future__ import annotations
 
@@ -129,16 +132,24 @@ def _run_maskvos(params: dict, seed: int, meta: dict, frames: Path | None) -> No
     from .data import load_world
     from .maskvos import train_phase_a, train_phase_b
 
+    from .crw import VosData
+
     recipe = _maskvos_recipe(params)
     world = dict(height=params["height"], width=params["width"], n_frames=params["n_frames"])
-    data = vos_data(seed, train_clips=params["train_clips"], val_clips=params["val_clips"],
-                    test_clips=params["test_clips"], preset=params["preset"], **world)
+    if frames is not None:
+        train, val, key = frame_folder_videos(frames, params["height"], params["width"], params["n_frames"])
+        data, foreground = VosData(train, val, [], key), None  # unlabelled: no pseudo-mask IoU is recorded
+    else:
+        data = vos_data(seed, train_clips=params["train_clips"], val_clips=params["val_clips"],
+                        test_clips=params["test_clips"], preset=params["preset"], **world)
+        foreground = None
     meta.update(recipe=dataclasses.asdict(recipe), data=data.key)
     if params["phase"] == "a":
         train_phase_a(params["learner"], recipe, data.train, data.val, seed=seed, data_key=data.key)
         return
-    train = load_world("vos", "train", seed=seed, n_clips=params["train_clips"], preset=params["preset"], **world)
-    foreground = np.stack([train[i].visible.any(1) for i in range(params["train_clips"])])  # validation measure only
+    if frames is None:  # the pseudo masks' IoU to the true foreground, recorded in validation as the chapter does
+        clips = load_world("vos", "train", seed=seed, n_clips=params["train_clips"], preset=params["preset"], **world)
+        foreground = np.stack([clips[i].visible.any(1) for i in range(params["train_clips"])])
     train_phase_b(params["learner"], params["arm"], recipe, data, foreground, seed=seed)
 
 
@@ -295,8 +306,8 @@ def train_command(method: str, profile: str, out: Path | str, *, seed: int = 0, 
     from .train import TargetTrained, read_checkpoint, redirect_training
 
     params = method_params(method, profile, overrides or {}, steps)
-    if frames is not None and method != "crw":
-        raise TrainCommandError(f"--frames is for the self-supervised CRW (train crw), not {method}")
+    if frames is not None and method not in ("crw", "maskvos-a", "maskvos-b"):
+        raise TrainCommandError(f"--frames is for the self-supervised methods (crw, maskvos-a, maskvos-b), not {method}")
     if frames is not None and not (Path(frames) / "JPEGImages" / "480p").is_dir():
         raise TrainCommandError(f"--frames {frames}: expected videos in {Path(frames) / 'JPEGImages' / '480p'}/<video>/")
     if not isinstance(seed, int) or seed < 0:

@@ -35,15 +35,23 @@ def _problem(method: str):
     raise AssertionError("the recipe trained no target")
 
 
-def _worker(rank: int, world: int, init_file: str, method: str, out: str) -> None:
+def _worker(rank: int, world: int, init_file: str, method: str, out: str, interrupt_at: int = -1) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         captured = _problem(method)
-        train(captured.make_model(), captured.loss_fn, steps=STEPS, lr=captured.train_kwargs["lr"], seed=SEED,
+
+        def loss_fn(model, step, generator):
+            if step == interrupt_at:  # Ctrl-C reaches every process of a torchrun job
+                raise KeyboardInterrupt
+            return captured.loss_fn(model, step, generator)
+
+        train(captured.make_model(), loss_fn, steps=STEPS, lr=captured.train_kwargs["lr"], seed=SEED,
               run_device=torch.device("cpu"), checkpoint=out, checkpoint_every=2)
+    except KeyboardInterrupt:
+        pass
     finally:
         dist.destroy_process_group()
 
@@ -94,3 +102,16 @@ def test_two_cpu_processes_equal_one_process_averaging_their_gradients(tmp_path,
     alone = train(_problem(method).make_model(), _problem(method).loss_fn, steps=STEPS,
                   lr=_problem(method).train_kwargs["lr"], seed=SEED, run_device=torch.device("cpu")).model.state_dict()
     assert max((alone[k].float() - reference[k].float()).abs().max().item() for k in alone) > 1e-4
+
+
+def test_an_interrupted_distributed_run_resumes_to_the_same_weights(tmp_path):
+    _problem("crw")  # the world cache
+    whole, cut = tmp_path / "whole.pt", tmp_path / "cut.pt"
+    mp.spawn(_worker, args=(2, str(tmp_path / "init1"), "crw", str(whole)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "init2"), "crw", str(cut), 2), nprocs=2, join=True)
+    partial = tmp_path / "cut.pt.partial"
+    assert not cut.exists() and torch.load(partial, weights_only=True)["step"] == 2  # rank 0 kept steps 0-1
+    mp.spawn(_worker, args=(2, str(tmp_path / "init3"), "crw", str(cut)), nprocs=2, join=True)
+    a, b = torch.load(whole, weights_only=True), torch.load(cut, weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["history"]["loss"] == b["history"]["loss"] and not partial.exists()

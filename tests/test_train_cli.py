@@ -22,7 +22,7 @@ def _weights_equal(a, b):
     (["savos", "-p", "variant", "no_such_row"], r"variant must be one of"),
     (["stemseg", "-p", "mixing", "zz"], r"mixing must be one of"),
     (["crw", "-p", "no_such", "1"], r"unknown parameter 'no_such'"),
-    (["savos", "--frames", "/nowhere"], r"--frames is for the self-supervised CRW"),
+    (["savos", "--frames", "/nowhere"], r"--frames is for the self-supervised methods"),
     (["crw", "--frames", "/nowhere"], r"--frames /nowhere: expected videos in"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, argv, message):
@@ -93,6 +93,11 @@ def test_train_crw_on_a_folder_of_unlabelled_videos_then_propagate_with_it(tmp_p
     assert main(["propagate", "--davis", str(seq), "--sequence", "s", "--out", str(tmp_path / "masks"),
                  "--checkpoint", str(out / "checkpoint.pt"), "--radius", "2"]) == 0
     assert len(list((tmp_path / "masks" / "s").glob("*.png"))) == 4
+    # Mask-VOS's phase B (pseudo masks by clustering, L_Seg) on the same unlabelled videos; phase A from the cache
+    assert main(["train", "maskvos-b", "--profile", "smoke", "--frames", str(root), "-p", "n_frames", "12",
+                 "--out", str(tmp_path / "mv")]) == 0
+    saved = read_checkpoint(tmp_path / "mv" / "checkpoint.pt", method="maskvos")
+    assert saved["data"]["windows"] == 4 and "val_pseudo_iou" not in saved["history"]
 
 
 def test_a_later_stage_takes_the_earlier_one_from_the_cache(tmp_path):

@@ -230,12 +230,13 @@ def train_phase_a(learner: str, recipe: MaskRecipe, train_videos: torch.Tensor, 
                         desc=f"Mask-VOS phase A ({learner}) seed {seed}")
 
 
-def train_phase_b(learner: str, arm: str, recipe: MaskRecipe, data: VosData, foreground: np.ndarray, *, seed: int,
-                  clustering: str = "kmeans"):
+def train_phase_b(learner: str, arm: str, recipe: MaskRecipe, data: VosData, foreground: np.ndarray | None, *,
+                  seed: int, clustering: str = "kmeans"):
     """Phase B from phase A's weights: ``arm`` "correspondence" (the learner's loss alone) or "seg" (plus L_Seg on
     online pseudo masks made by ``clustering``). The validation records the correspondence loss and, for "seg", the
     current pseudo masks' IoU to the true foreground (``history["val_pseudo_iou"]``; never used for selection: the
-    last step is kept). Cached. Returns a TrainResult."""
+    last step is kept; ``foreground`` None, e.g. on a user's unlabelled videos, records no IoU). Cached. Returns a
+    TrainResult."""
     from ..train import device, train_cached
 
     if arm not in ("correspondence", "seg"):
@@ -263,7 +264,7 @@ def train_phase_b(learner: str, arm: str, recipe: MaskRecipe, data: VosData, for
 
     def validate(model):
         out = {"loss": correspondence_validation(model, learner, val_videos, recipe)}
-        if online is not None and online.labels is not None:
+        if online is not None and online.labels is not None and foreground is not None:
             out["pseudo_iou"] = pseudo_iou(online.labels, foreground)
         return out
 
