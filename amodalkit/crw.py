@@ -103,10 +103,11 @@ class ResNet18Stride8(nn.Module):
             if isinstance(module, nn.Conv2d) and sum(module.padding) > 0:
                 module.padding_mode = padding
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, upto: str = "res4") -> dict[str, torch.Tensor]:
+        """``upto="res3"`` stops before layer4 (half the work at full resolution) and returns only res3."""
         x = self.layer2(self.layer1(self.stem(x)))
         res3 = self.layer3(x)
-        return {"res3": res3, "res4": self.layer4(res3)}
+        return {"res3": res3} if upto == "res3" else {"res3": res3, "res4": self.layer4(res3)}
 
 
 # ------------------------------------------------------------------------------ the random walk
@@ -280,7 +281,7 @@ class CRW(nn.Module):
         """(M, 3, H, W) frames -> (M, C, H/8, W/8) L2-normalised ``layer`` features (no head)."""
         if layer not in ("res3", "res4"):
             raise ValueError(f"CRW.features: layer must be 'res3' or 'res4', got {layer!r}")
-        return F.normalize(self.encoder(frames)[layer], dim=1)
+        return F.normalize(self.encoder(frames, upto=layer)[layer], dim=1)
 
 
 def pixel_features(frames: torch.Tensor, stride: int = 8) -> torch.Tensor:

@@ -301,7 +301,7 @@ def train_command(method: str, profile: str, out: Path | str, *, seed: int = 0, 
                   overrides: dict[str, Any] | None = None, resume: bool = False, frames: Path | str | None = None):
     """The ``train`` command: check everything, then train the target into ``out`` (see the module docstring).
 
-    Returns the :class:`amodalkit.train.TrainResult`.
+    Returns the :class:`amodalkit.train.TrainResult`, or None when ``--resume`` finds the run in ``out`` finished.
     """
     from .train import TargetTrained, read_checkpoint, redirect_training
 
@@ -338,8 +338,7 @@ def train_command(method: str, profile: str, out: Path | str, *, seed: int = 0, 
                 raise TrainCommandError(f"--resume: {existing} was written by another run ({detail})")
     if checkpoint.is_file() and not partial.is_file():
         say(f"{checkpoint} is complete: nothing to resume")
-        saved = read_checkpoint(checkpoint)
-        return saved
+        return None
     out.mkdir(parents=True, exist_ok=True)
     spec = METHODS[method]
     ranks = f", {world} processes (batch per process: {', '.join(str(rank_params[b]) for b in spec.batch_params)})" \

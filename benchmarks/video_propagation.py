@@ -2,7 +2,8 @@
 memory, for a short and a twice-as-long video of the same scene measured side by side (memory must not grow with the
 length: frames are encoded and written one at a time, and only frame 0 and the context frames are kept).
 
-Each run is its own process (its peak resident memory is its own). Writes ``results/video_propagation.json``.
+Each run is its own process (its peak resident memory is its own). Each invocation is kept in
+``results/video_propagation.json`` under its arguments (a later one with the same arguments replaces it).
 
     .venv/bin/python benchmarks/video_propagation.py [--frames 30 60] [--features pixels untrained]
 """
@@ -90,7 +91,11 @@ def main() -> None:
             results.setdefault("peak_ratio_longest_to_shortest", {})[features] = round(ratio, 3)
             print(f"{features:>9}: peak memory {runs[-1]['frames']} / {runs[0]['frames']} frames = {ratio:.3f}")
     target = ROOT / "results" / "video_propagation.json"
-    target.write_text(json.dumps(results, indent=1) + "\n")
+    recorded = json.loads(target.read_text()) if target.is_file() else {}
+    invocations = recorded.get("invocations", [])
+    results["arguments"] = dict(frames=args.frames, features=args.features)
+    invocations = [i for i in invocations if i.get("arguments") != results["arguments"]] + [results]
+    target.write_text(json.dumps({"invocations": invocations}, indent=1) + "\n")
     print(f"written {target}")
 
 
