@@ -20,6 +20,14 @@ def _parse_value(text: str):
         return text
 
 
+def _leave_process_group() -> None:
+    """End a torchrun process group cleanly (NCCL warns otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import book, profiles
 
@@ -51,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_p.add_argument("--davis", required=True, metavar="ROOT", help="DAVIS folder (JPEGImages, Annotations, ImageSets)")
     eval_p.add_argument("--results", required=True, metavar="DIR", help="<DIR>/<sequence>/<frame>.png indexed masks; "
                         "the CSVs are written here")
-    eval_p.add_argument("--set", default="val", help="ImageSets/2017/<set>.txt lists the sequences (default val)")
+    eval_p.add_argument("--set", default="val", help="ImageSets/2017/<set>.txt lists the sequences (default val; "
+                        "ImageSets/2019 for the unsupervised test-dev and test-challenge sets, as the toolkit)")
     eval_p.add_argument("--task", default="semi-supervised", choices=("semi-supervised", "unsupervised"))
 
     prop_p = commands.add_parser("propagate", help="propagate the first frame's objects through a DAVIS-layout video")
@@ -80,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     train_p.add_argument("--steps", type=int, help="training steps (default: the profile's)")
     train_p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                          help="override a chapter parameter, or set a method's own (savos: world, variant; stemseg: "
-                              "world, mixing; maskvos-*: learner, arm)")
+                              "world, mixing; maskvos-a: learner; maskvos-b: learner, arm)")
     train_p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train_p.add_argument("--frames", metavar="ROOT", help="crw, maskvos-a, maskvos-b: train on your unlabelled videos in "
                          "ROOT/JPEGImages/480p/<video>/*.jpg")
@@ -94,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             train_command(args.method, args.profile, args.out, seed=args.seed, steps=args.steps,
                           overrides={key: _parse_value(value) for key, value in args.param}, resume=args.resume,
                           frames=args.frames)
+            _leave_process_group()
         except (TrainCommandError, profiles.ParameterError, CheckpointError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -110,9 +120,12 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             run(args.davis, args.results, args.set, args.task)
-        except (EvaluationError, FileNotFoundError) as err:
+        except (EvaluationError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print("interrupted: no CSV was written (they are written at the end, atomically)", file=sys.stderr)
+            return 130
         return 0
     if args.area == "propagate":
         from .train import CheckpointError

@@ -20,14 +20,13 @@ reports an earlier run. Where the toolkit stops with a message, this raises an e
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import progress
 from .metrics import DavisResult, evaluate_sequences
+from .results import atomic_write_text
 
 TASKS = ("semi-supervised", "unsupervised")
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -44,17 +43,18 @@ def csv_paths(results_dir: Path | str, subset: str) -> tuple[Path, Path]:
 
 
 def _read_ids(path: Path) -> np.ndarray:
+    """A PNG's pixel values as the toolkit reads them (``np.array(Image.open(path))``), in their own integer type."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            ids = np.array(image)
+            mode, ids = image.mode, np.array(image)
     except OSError as err:
         raise EvaluationError(f"{path}: cannot be read as a PNG ({err})") from None
     if ids.ndim != 2:
         raise EvaluationError(f"{path}: expected an indexed ('P') or grey PNG of object ids, got an image of mode "
-                              f"{Image.open(path).mode!r} with shape {ids.shape}")
-    return ids.astype(np.int64)
+                              f"{mode!r} with shape {ids.shape}")
+    return ids
 
 
 def sequence_names(davis_root: Path | str, subset: str, task: str) -> list[str]:
@@ -94,10 +94,12 @@ def read_ground_truth(davis_root: Path | str, name: str, task: str, resolution: 
     return gt, [p.stem for p in pngs]
 
 
-def read_predictions(results_dir: Path | str, name: str, stems: list[str], shape: tuple[int, int]) -> np.ndarray:
-    """``results_dir/<name>/<stem>.png`` for each stem: (len(stems), H, W) int ids."""
+def read_predictions(results_dir: Path | str, name: str, stems: list[str], shape: tuple[int, int],
+                     max_id: int | None = None) -> np.ndarray:
+    """``results_dir/<name>/<stem>.png`` for each stem: (len(stems), H, W) ids. ``max_id``: the largest id allowed
+    (the semi-supervised task's number of objects; the toolkit stops on a larger one)."""
     folder = Path(results_dir) / name
-    out = np.zeros((len(stems), *shape), dtype=np.int64)
+    out = None
     for i, stem in enumerate(stems):
         path = folder / f"{stem}.png"
         if not path.is_file():
@@ -106,38 +108,49 @@ def read_predictions(results_dir: Path | str, name: str, stems: list[str], shape
         ids = _read_ids(path)
         if ids.shape != shape:
             raise EvaluationError(f"{path}: {ids.shape}, but the annotation {stem}.png is {shape}")
+        if max_id is not None and int(ids.max()) > max_id:
+            raise EvaluationError(f"{path} holds object id {int(ids.max())}, but the first annotation has {max_id} "
+                                  f"object(s) (ids 1..{max_id})")
+        if out is None:
+            out = np.zeros((len(stems), *shape), dtype=np.promote_types(ids.dtype, np.uint8))
         out[i] = ids
     return out
 
 
 def evaluate_folder(davis_root: Path | str, results_dir: Path | str, subset: str = "val",
                     task: str = "semi-supervised", resolution: str = "480p", log=print) -> DavisResult:
-    """The toolkit's numbers for a results folder (nothing is written; see :func:`run`)."""
+    """The toolkit's numbers for a results folder (nothing is written; see :func:`run`). One sequence is in memory at
+    a time, as in the toolkit."""
     if task not in TASKS:
         raise EvaluationError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
     if not Path(results_dir).is_dir():
         raise EvaluationError(f"--results: no folder at {results_dir}")
-    gt, pred = {}, {}
-    for name in sequence_names(davis_root, subset, task):
-        ids, stems = read_ground_truth(davis_root, name, task, resolution)
-        if task == "semi-supervised":
-            if len(stems) < 3:
-                raise EvaluationError(f"sequence {name!r}: {len(stems)} frames; the semi-supervised task scores frames "
-                                      f"1..T-2 and needs at least 3")
-            inner = read_predictions(results_dir, name, stems[1:-1], ids.shape[1:])
-            # the first and last frames are never read: any content keeps the toolkit's numbers
-            pred[name] = np.concatenate([np.zeros_like(ids[:1]), inner, np.zeros_like(ids[:1])])
-            evaluated = len(stems) - 2
-        else:
-            pred[name] = read_predictions(results_dir, name, stems, ids.shape[1:])
-            evaluated = len(stems)
-        gt[name] = ids
-        if evaluated > 256:
-            log(f"warning: {name}: {evaluated} evaluated frames; the toolkit's decay bins wrap above 256 (uint8), so "
-                f"its J-Decay and F-Decay are not meaningful here (written as the toolkit computes them)")
-    bar = progress(total=len(gt), desc=f"evaluate ({task})")
+    names = sequence_names(davis_root, subset, task)
+    bar = progress(names, desc=f"evaluate ({task})")
+
+    def sequences():
+        for name in bar:
+            ids, stems = read_ground_truth(davis_root, name, task, resolution)
+            if task == "semi-supervised":
+                if len(stems) < 3:
+                    raise EvaluationError(f"sequence {name!r}: {len(stems)} frames; the semi-supervised task scores "
+                                          f"frames 1..T-2 and needs at least 3")
+                inner = read_predictions(results_dir, name, stems[1:-1], ids.shape[1:], max_id=int(ids[0].max()))
+                # the first and last frames are never read: any content keeps the toolkit's numbers
+                pred = np.concatenate([np.zeros_like(inner[:1]), inner, np.zeros_like(inner[:1])])
+                evaluated = len(stems) - 2
+            else:
+                pred = read_predictions(results_dir, name, stems, ids.shape[1:])
+                evaluated = len(stems)
+            if evaluated > 256:
+                log(f"warning: {name}: {evaluated} evaluated frames; the toolkit's decay bins wrap above 256 (uint8), "
+                    f"so its J-Decay and F-Decay are not meaningful here (written as the toolkit computes them)")
+            yield name, ids, pred
+
     try:
-        return evaluate_sequences(gt, pred, task, on_sequence=lambda _: bar.update(1))
+        return evaluate_sequences(sequences(), task)
+    except EvaluationError:
+        raise
     except ValueError as err:
         raise EvaluationError(str(err)) from None
     finally:
@@ -148,20 +161,13 @@ def _format(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.3f}"  # pandas' to_csv(float_format="%.3f"): NaN is empty
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_csvs(result: DavisResult, results_dir: Path | str, subset: str) -> tuple[Path, Path]:
     """The toolkit's CSVs (3 decimals, objects in the toolkit's order and labels), written atomically."""
     global_path, sequence_path = csv_paths(results_dir, subset)
     overall = dict(result.overall, **{"J&F-Mean": result.overall["J&F"]})
-    _atomic_write(global_path, ",".join(GLOBAL_COLUMNS) + "\n" + ",".join(_format(overall[c]) for c in GLOBAL_COLUMNS) + "\n")
+    atomic_write_text(global_path, ",".join(GLOBAL_COLUMNS) + "\n" + ",".join(_format(overall[c]) for c in GLOBAL_COLUMNS) + "\n")
     rows = [f"{name}_{k},{_format(o['J'].mean)},{_format(o['F'].mean)}" for (name, k), o in result.objects.items()]
-    _atomic_write(sequence_path, "Sequence,J-Mean,F-Mean\n" + "".join(row + "\n" for row in rows))
+    atomic_write_text(sequence_path, "Sequence,J-Mean,F-Mean\n" + "".join(row + "\n" for row in rows))
     return global_path, sequence_path
 
 
@@ -173,6 +179,8 @@ def run(davis_root: Path | str, results_dir: Path | str, subset: str = "val", ta
     if stale:
         log(f"found {' and '.join(stale)} in {results_dir}: recomputing them from the masks (the official toolkit "
             f"would reuse them as they are)")
+        for path in (global_path, sequence_path):  # gone even if the evaluation fails: never a stale report
+            path.unlink(missing_ok=True)
     result = evaluate_folder(davis_root, results_dir, subset, task, log=log)
     write_csvs(result, results_dir, subset)
     log(f"--------------------------- Global results for {subset} ---------------------------")

@@ -198,24 +198,21 @@ def _objects_unsupervised(gt_frames: np.ndarray, pred_frames: np.ndarray, n_obje
     return [{"object": int(o) + 1, "proposal": int(p) + 1, "J": j[p, o], "F": f[p, o]} for p, o in zip(rows, cols)]
 
 
-def evaluate_sequences(gt: dict, pred: dict, task: str = "semi-supervised", bound_th: float = 0.008,
-                       max_proposals: int = 20, on_sequence=None) -> DavisResult:
-    """The toolkit's evaluation of whole sequences given as id arrays (the folder readers call this).
+def evaluate_sequences(sequences, task: str = "semi-supervised", bound_th: float = 0.008,
+                       max_proposals: int = 20) -> DavisResult:
+    """The toolkit's evaluation of whole sequences (the folder reader streams them through this, one at a time).
 
     Args:
-        gt, pred: {sequence: (T, H, W) int ids}, every frame of each sequence (void 255 already set to 0 in gt).
+        sequences: an iterable of (name, gt_ids, pred_ids) with (T, H, W) int ids of every frame of the sequence
+            (void 255 already set to 0 in gt); a generator keeps one sequence in memory at a time.
         task: "semi-supervised" (frames 1..T-2 are read; objects from frame 0) or "unsupervised" (every frame;
             objects from frame 0; proposals matched by Hungarian assignment).
-        on_sequence: called with each sequence's name after it is scored (a progress bar).
     """
     if task not in ("semi-supervised", "unsupervised"):
         raise ValueError(f"evaluate: task must be 'semi-supervised' or 'unsupervised', got {task!r}")
-    missing = sorted(set(gt) - set(pred))
-    if missing:
-        raise ValueError(f"evaluate ({task}): no predictions for sequences {missing}")
-    objects, sequences = {}, {}
-    for name, gt_ids in gt.items():
-        gt_ids, pred_ids = np.asarray(gt_ids), np.asarray(pred[name])
+    objects, means = {}, {}
+    for name, gt_ids, pred_ids in sequences:
+        gt_ids, pred_ids = np.asarray(gt_ids), np.asarray(pred_ids)
         if pred_ids.shape != gt_ids.shape or gt_ids.ndim != 3:
             raise ValueError(f"evaluate ({task}): {name}: predictions {pred_ids.shape} and ground truth {gt_ids.shape} "
                              f"must be one (T, H, W) shape")
@@ -231,12 +228,17 @@ def evaluate_sequences(gt: dict, pred: dict, task: str = "semi-supervised", boun
             objects[name, k] = {"J": toolkit_statistics(entry["J"]), "F": toolkit_statistics(entry["F"]),
                                 "object": entry["object"], "proposal": entry["proposal"]}
         if scored:
-            sequences[name] = _sequence_means([objects[name, k] for k in range(1, len(scored) + 1)])
-        if on_sequence is not None:
-            on_sequence(name)
+            means[name] = _sequence_means([objects[name, k] for k in range(1, len(scored) + 1)])
     if not objects:
         raise ValueError(f"evaluate ({task}): no sequence has an object in its first annotation")
-    return _davis_result(objects, sequences)
+    return _davis_result(objects, means)
+
+
+def _triples(gt: dict, pred: dict, task: str):
+    missing = sorted(set(gt) - set(pred))
+    if missing:
+        raise ValueError(f"evaluate ({task}): no predictions for sequences {missing}")
+    return ((name, gt_ids, pred[name]) for name, gt_ids in gt.items())
 
 
 def evaluate_davis(predictions, ground_truth, bound_th: float = 0.008) -> DavisResult:
@@ -253,7 +255,7 @@ def evaluate_davis(predictions, ground_truth, bound_th: float = 0.008) -> DavisR
         :class:`DavisResult`.
     """
     gt, pred = _paired_id_arrays(predictions, ground_truth, "evaluate_davis", "predictions")
-    return evaluate_sequences(gt, pred, "semi-supervised", bound_th)
+    return evaluate_sequences(_triples(gt, pred, "semi-supervised"), "semi-supervised", bound_th)
 
 
 def _paired_id_arrays(predictions, ground_truth, caller: str, what: str) -> tuple[dict, dict]:
@@ -394,7 +396,7 @@ def evaluate_davis_unsupervised(proposals, ground_truth, bound_th: float = 0.008
         proposals, ground_truth: dicts {sequence: (T, H, W) int id arrays}, or folders as for :func:`evaluate_davis`.
     """
     gt, pred = _paired_id_arrays(proposals, ground_truth, "evaluate_davis_unsupervised", "proposals")
-    return evaluate_sequences(gt, pred, "unsupervised", bound_th, max_proposals)
+    return evaluate_sequences(_triples(gt, pred, "unsupervised"), "unsupervised", bound_th, max_proposals)
 
 
 def mots_metrics(tracks, ground_truth, iou_threshold: float = 0.5) -> dict[str, float]:

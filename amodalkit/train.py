@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from . import progress
-from .results import TRAINING_LOG_ENV
+from .results import TRAINING_LOG_ENV, atomic_write_text
 
 
 class TrainingError(RuntimeError):
@@ -92,7 +92,7 @@ def set_aside(path: Path, err: Exception) -> Path:
     """Move an unusable cached file out of the way (kept for inspection) and warn, naming both files."""
     import warnings
 
-    aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}")
     if distributed()[0] == 0:  # one process moves it; under torchrun every rank retrains
         os.replace(path, aside)
     warnings.warn(f"{err}. Moved it to {aside.name} and training again.", stacklevel=3)
@@ -168,13 +168,24 @@ def atomic_save(obj: Any, path: Path | str) -> None:
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+@contextmanager
+def _deferred_interrupt():
+    """Ctrl-C inside the block takes effect when it ends: an optimiser step is applied whole or not at all (Adam
+    updates the parameters one by one; a checkpoint of half a step would not resume to the uninterrupted weights)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -346,10 +357,11 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
             if lr_schedule is not None:
                 for group in optimizer.param_groups:
                     group["lr"] = lr * float(lr_schedule(step))
-            optimizer.step()
-            done = step + 1
-            history["step"].append(step)
-            history["loss"].append(float(reported))
+            with _deferred_interrupt():
+                optimizer.step()
+                done = step + 1
+                history["step"].append(step)
+                history["loss"].append(float(reported))
             if validate is not None and (done % validate_every == 0 or done == steps):
                 run_validation(done)
                 write_log(done)
@@ -490,9 +502,12 @@ def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.
         result = train(make_model(), loss_fn, checkpoint=target["checkpoint"], meta=target["meta"],
                        log_path=target["log_path"], desc=train_kwargs.pop("desc", name), **train_kwargs)
         raise TargetTrained(result)
+    world = distributed()[1]
+    if world > 1:  # per-rank batches and generators: another model than one process with that batch would train
+        config = dict(config, world_size=world)
     path = models_dir() / f"{name}-{config_key(config, code)}.pt"
     model = make_model()
-    if distributed()[1] > 1:
+    if world > 1:
         import torch.distributed as dist
 
         dist.barrier()  # every rank decides on the same state of the cache
@@ -508,7 +523,9 @@ def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.
             return TrainResult(model=model, history=saved["history"], best_step=saved["best_step"], from_cache=True)
     train_kwargs.setdefault("seed", config.get("seed", 0))
     start = time.perf_counter()
-    result = train(model, loss_fn, checkpoint=path, desc=train_kwargs.pop("desc", name), **train_kwargs)
+    stored = json.loads(json.dumps(config, default=str))  # kept beside the weights: what trained them
+    result = train(model, loss_fn, checkpoint=path, desc=train_kwargs.pop("desc", name), meta=dict(config=stored),
+                   **train_kwargs)
     _log_training(name, False, time.perf_counter() - start)
     return result
 

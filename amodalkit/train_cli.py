@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import torch
-
 from .profiles import Param, ParameterError, resolve
+
+# torch and numpy are imported where used: the command line builds its parser from METHODS for every command
 
 
 class TrainCommandError(ValueError):
@@ -128,25 +127,25 @@ def _maskvos_recipe(params: dict):
 
 
 def _run_maskvos(params: dict, seed: int, meta: dict, frames: Path | None) -> None:
-    from .crw import vos_data
+    import numpy as np
+
+    from .crw import VosData, vos_data
     from .data import load_world
     from .maskvos import train_phase_a, train_phase_b
-
-    from .crw import VosData
 
     recipe = _maskvos_recipe(params)
     world = dict(height=params["height"], width=params["width"], n_frames=params["n_frames"])
     if frames is not None:
         train, val, key = frame_folder_videos(frames, params["height"], params["width"], params["n_frames"])
-        data, foreground = VosData(train, val, [], key), None  # unlabelled: no pseudo-mask IoU is recorded
+        data = VosData(train, val, [], key)
     else:
         data = vos_data(seed, train_clips=params["train_clips"], val_clips=params["val_clips"],
                         test_clips=params["test_clips"], preset=params["preset"], **world)
-        foreground = None
     meta.update(recipe=dataclasses.asdict(recipe), data=data.key)
     if params["phase"] == "a":
         train_phase_a(params["learner"], recipe, data.train, data.val, seed=seed, data_key=data.key)
         return
+    foreground = None  # unlabelled videos: no pseudo-mask IoU is recorded
     if frames is None:  # the pseudo masks' IoU to the true foreground, recorded in validation as the chapter does
         clips = load_world("vos", "train", seed=seed, n_clips=params["train_clips"], preset=params["preset"], **world)
         foreground = np.stack([clips[i].visible.any(1) for i in range(params["train_clips"])])
@@ -220,7 +219,7 @@ def method_params(method: str, profile: str, overrides: dict[str, Any], steps: i
     return {**params, **extra}
 
 
-def frame_folder_videos(root: Path | str, height: int, width: int, n_frames: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def frame_folder_videos(root: Path | str, height: int, width: int, n_frames: int) -> tuple:
     """Unlabelled videos in DAVIS's JPEG layout as training clips: every video under ``root/JPEGImages/480p`` resized
     to ``height`` x ``width`` and cut into windows of ``n_frames`` (a shorter tail is dropped); every 10th window (at
     least one) is held out for the validation curve.
@@ -230,7 +229,11 @@ def frame_folder_videos(root: Path | str, height: int, width: int, n_frames: int
     Raises:
         TrainCommandError: no such folder, no videos, or fewer than two windows in all.
     """
+    import numpy as np
+    import torch
     from PIL import Image
+
+    from .train import distributed
 
     folder = Path(root) / "JPEGImages" / "480p"
     if not folder.is_dir():
@@ -254,7 +257,7 @@ def frame_folder_videos(root: Path | str, height: int, width: int, n_frames: int
             digest.update(f"{path.relative_to(folder)}:{path.stat().st_size}".encode())
         frames = np.stack(frames)
         windows += [frames[i:i + n_frames] for i in range(0, len(frames), n_frames)]
-    if skipped:
+    if skipped and distributed()[0] == 0:
         print(f"--frames: skipped {len(skipped)} video(s) shorter than n_frames = {n_frames}: {', '.join(skipped[:5])}")
     if len(windows) < 2:
         raise TrainCommandError(f"--frames {root}: {len(windows)} window(s) of {n_frames} frames; need at least 2 (one "
@@ -272,6 +275,7 @@ def start_distributed() -> tuple[int, int]:
     the CPU. Returns (rank, world size); (0, 1) on one process."""
     import os
 
+    import torch
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -327,8 +331,9 @@ def train_command(method: str, profile: str, out: Path | str, *, seed: int = 0, 
                 raise TrainCommandError(f"--out {out} holds {what} ({existing.name}); pass --resume to continue it, or "
                                         f"choose another --out")
             saved = read_checkpoint(existing)
-            differs = {k: (saved.get(k), meta[k]) for k in ("command", "profile", "seed", "params")
-                       if saved.get(k) != meta[k]}
+            # frames and world size too: other data or other per-rank batches would not resume to the same weights
+            differs = {k: (saved.get(k), meta[k]) for k in ("command", "profile", "seed", "params", "frames", "world_size")
+                       if saved.get(k, 1 if k == "world_size" else None) != meta[k]}
             if differs:
                 detail = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differs.items() if k != "params")
                 if "params" in differs:

@@ -12,9 +12,7 @@ not grow with the video's length (``benchmarks/video_propagation.py`` measures i
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,15 +89,16 @@ def open_sequence(root: Path | str, name: str, resolution: str = "480p") -> Sequ
 
 
 def crw_from_checkpoint(path: Path | str):
-    """A CRW network from a checkpoint: ``python -m amodalkit train crw`` writes its recipe beside the weights; a
-    model from the book's cache (weights only) gets its width and dim from the weights' shapes and reflect padding
-    (the release's). Errors name the file and what was expected."""
+    """A CRW network from a checkpoint: ``python -m amodalkit train crw`` writes its recipe beside the weights and
+    the book's cache its configuration (which holds the recipe); a file without either gets its width and dim from
+    the weights' shapes and reflect padding (the release's). Errors name the file and what was expected."""
     from .crw import CRW
     from .train import CheckpointError, load_weights, read_checkpoint
 
     saved = read_checkpoint(path, method="crw")
     state = saved["model"]
-    recipe = saved.get("recipe") or {}
+    # `train crw` stores the recipe; the book's cache stores the configuration that holds it
+    recipe = saved.get("recipe") or (saved.get("config") or {}).get("recipe") or {}
     if "head.weight" not in state:
         raise CheckpointError(f"{path}: expected CRW weights (entries encoder.* and head.weight), found "
                               f"{sorted(state)[:4]}...")
@@ -139,14 +138,18 @@ def _read_frame(path: Path) -> np.ndarray:
 
 
 def _write_ids(ids: np.ndarray, palette: list[int], path: Path) -> None:
+    """An indexed PNG, written atomically (the temporary file never matches ``*.png``)."""
+    import io
+
     from PIL import Image
+
+    from .results import atomic_write_bytes
 
     image = Image.fromarray(ids.astype(np.uint8), mode="P")
     image.putpalette(palette)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    image.save(tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def propagate_sequence(root: Path | str, name: str, out: Path | str, *, features: str = "crw",
@@ -164,13 +167,22 @@ def propagate_sequence(root: Path | str, name: str, out: Path | str, *, features
 
     if layer not in ("res3", "res4"):
         raise VideoError(f"--layer must be res3 or res4, got {layer!r}")
+    for flag, value in (("--context", context), ("--topk", topk)):
+        if not isinstance(value, int) or value < 1:
+            raise VideoError(f"{flag} must be an integer >= 1, got {value!r}")
+    for flag, value in (("--radius", radius), ("--temperature", temperature)):
+        if not value > 0:
+            raise VideoError(f"{flag} must be > 0, got {value!r}")
     sequence = open_sequence(root, name, resolution)  # every check before the network is built
+    height, width = sequence.first_ids.shape
+    nodes = (height // 8) * (width // 8)  # the stride-8 grid (at least this many nodes for every feature kind)
+    if topk > nodes:
+        raise VideoError(f"--topk {topk} exceeds the {nodes} nodes of the stride-8 grid of a {height} x {width} frame")
     model = feature_model(features, checkpoint, seed)
     run_device = next(model.parameters()).device if model is not None else torch.device("cpu")
     target = Path(out) / name
     target.mkdir(parents=True, exist_ok=True)
     palette = sequence.palette or davis_palette()
-    height, width = sequence.first_ids.shape
     n_labels = int(sequence.first_ids.max()) + 1
 
     @torch.no_grad()

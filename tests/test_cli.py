@@ -134,6 +134,8 @@ def test_propagate_on_a_still_video_copies_the_first_mask_and_evaluates_to_one(t
     ("crw_without_checkpoint", r"--features crw needs --checkpoint"),
     ("truncated_checkpoint", r"model.pt: cannot be read as a PyTorch checkpoint \(1000 bytes"),
     ("other_model", r"model.pt: expected CRW weights"),
+    ("context", r"--context must be an integer >= 1, got 0"),
+    ("topk", r"--topk 100 exceeds the 48 nodes"),
 ])
 def test_propagate_errors_name_the_file_before_any_work(tmp_path, capsys, case, message):
     root = tmp_path / "davis"
@@ -151,6 +153,10 @@ def test_propagate_errors_name_the_file_before_any_work(tmp_path, capsys, case, 
         (labels / "00000.png").unlink()
     elif case == "crw_without_checkpoint":
         extra = ["--features", "crw"]
+    elif case == "context":
+        extra = ["--context", "0"]
+    elif case == "topk":
+        extra = ["--topk", "100"]
     else:
         from amodalkit.crw import CRW
 
@@ -162,7 +168,7 @@ def test_propagate_errors_name_the_file_before_any_work(tmp_path, capsys, case, 
     code = main(["propagate", "--davis", str(root), "--sequence", "still", "--out", str(tmp_path / "out"), *extra])
     assert code == 2
     assert re.search(message, capsys.readouterr().err)
-    assert not list((tmp_path / "out").glob("*/*.png"))  # nothing written
+    assert not (tmp_path / "out").exists()  # nothing written, not even the folder
 
 
 def test_propagate_reads_a_crw_checkpoint_of_any_width(tmp_path):

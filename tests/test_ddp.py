@@ -99,8 +99,9 @@ def test_two_cpu_processes_equal_one_process_averaging_their_gradients(tmp_path,
     worst = max((ddp[k].float() - reference[k].float()).abs().max().item() for k in ddp)
     assert worst <= 1e-5, f"largest difference {worst:.2e}"
     # and it is not trivially equal: rank 1's batch matters (rank 0 alone gives other weights)
-    alone = train(_problem(method).make_model(), _problem(method).loss_fn, steps=STEPS,
-                  lr=_problem(method).train_kwargs["lr"], seed=SEED, run_device=torch.device("cpu")).model.state_dict()
+    captured = _problem(method)
+    alone = train(captured.make_model(), captured.loss_fn, steps=STEPS, lr=captured.train_kwargs["lr"], seed=SEED,
+                  run_device=torch.device("cpu")).model.state_dict()
     assert max((alone[k].float() - reference[k].float()).abs().max().item() for k in alone) > 1e-4
 
 

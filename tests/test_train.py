@@ -240,3 +240,30 @@ def test_a_checkpoint_given_by_hand_gets_an_error_naming_the_file_and_what_was_e
                                               r"\(0.weight: file \(6, 4\), the toy \(8, 4\)"):
         load_weights(model, other.state_dict(), path, "the toy")
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # refused: the model is untouched
+
+
+def test_ctrl_c_during_the_optimiser_step_keeps_the_step_whole(tmp_path, monkeypatch):
+    """SIGINT arriving while Adam updates the weights takes effect after the step is applied and counted, so the
+    checkpoint resumes to the uninterrupted weights (without the deferral, the step was applied but not counted)."""
+    import os
+    import signal
+
+    reference = train(_model(), _loss, steps=6, lr=1e-2, seed=5, run_device=torch.device("cpu"))
+    real_step = torch.optim.Adam.step
+    calls = {"n": 0}
+
+    def step_then_signal(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at once: inside the step's bookkeeping
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_signal)
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), _loss, steps=6, lr=1e-2, seed=5, checkpoint=path, run_device=torch.device("cpu"))
+    assert torch.load(path.with_name("run.pt.partial"), weights_only=True)["step"] == 3
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    resumed = train(_model(), _loss, steps=6, lr=1e-2, seed=5, checkpoint=path, run_device=torch.device("cpu"))
+    assert _same(resumed.model, reference.model)
