@@ -36,14 +36,18 @@ def test_local_equals_the_dense_reference(shape, options, per_frame_topk):
 
 
 @pytest.mark.parametrize("context", [1, 3, 20])
-def test_streaming_equals_the_whole_clip_and_keeps_only_the_context(context):
+def test_streaming_equals_the_whole_clip(context):
     feats, first = random_problem(12, 16, 9, 11, 3)
     whole = propagate(feats, first, context=context, topk=5, radius=3, block=4)
-    stream = propagate_stream(iter(feats), first, context=context, topk=5, radius=3, block=4)
-    streamed = torch.stack([first] + [labels for labels in stream])
+    streamed = torch.stack([first] + list(propagate_stream(iter(feats), first, context=context, topk=5, radius=3,
+                                                           block=4)))
     assert torch.equal(streamed, whole)
-    # memory: once frame t is out, no feature frame older than t - context (but frame 0) is still referenced
-    alive = []
+
+
+def test_streaming_keeps_only_frame_0_and_the_context():
+    """Once frame t is out, no feature frame older than t - context (but frame 0) is still referenced."""
+    feats, first = random_problem(10, 8, 5, 6, 2)
+    context, alive = 3, []
 
     def fed():
         for frame in feats:
@@ -55,6 +59,7 @@ def test_streaming_equals_the_whole_clip_and_keeps_only_the_context(context):
         gc.collect()
         held = [i for i, ref in enumerate(alive) if ref() is not None]
         assert set(held) <= {0} | set(range(max(t - context, 1), t + 1)), (t, held)
+        assert len(held) <= context + 2
 
 
 def test_block_size_does_not_change_the_result():
