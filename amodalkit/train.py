@@ -307,9 +307,16 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         nonlocal best
         if world > 1:
             _sync_buffers(model)
+        # the global RNG as a function of the step alone (the same on every rank, and in a validation made up on
+        # resume), then restored: whatever runs after training sees the state it saw before
+        outside = torch.get_rng_state()
+        torch.manual_seed(step_seed(seed, done) ^ 0x5EED)
         model.eval()
-        with torch.no_grad():
-            measured = validate(model)
+        try:
+            with torch.no_grad():
+                measured = validate(model)
+        finally:
+            torch.set_rng_state(outside)
         model.train()
         # a dict carries scalars watched beside the loss (e.g. a VAE's active latent dimensions): "val_<name>" lists
         extras = dict(measured) if isinstance(measured, dict) else {"loss": measured}

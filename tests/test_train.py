@@ -267,3 +267,28 @@ def test_ctrl_c_during_the_optimiser_step_keeps_the_step_whole(tmp_path, monkeyp
     monkeypatch.setattr(torch.optim.Adam, "step", real_step)
     resumed = train(_model(), _loss, steps=6, lr=1e-2, seed=5, checkpoint=path, run_device=torch.device("cpu"))
     assert _same(resumed.model, reference.model)
+
+
+def test_validation_draws_from_the_same_global_rng_state_in_a_resumed_run(tmp_path):
+    """A validation interrupted and made up on resume sees the global RNG it would have seen (seeded by its step)."""
+    def noisy_validation(model):
+        return float(torch.rand(()))  # draws from the global RNG
+
+    reference = train(_model(), _loss, steps=6, lr=1e-2, seed=5, validate=noisy_validation, validate_every=2,
+                      run_device=torch.device("cpu"))
+    calls = {"n": 0}
+
+    def interrupted_validation(model):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the validation after step 4
+            raise KeyboardInterrupt
+        return noisy_validation(model)
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), _loss, steps=6, lr=1e-2, seed=5, validate=interrupted_validation, validate_every=2,
+              checkpoint=path, run_device=torch.device("cpu"))
+    resumed = train(_model(), _loss, steps=6, lr=1e-2, seed=5, validate=noisy_validation, validate_every=2,
+                    checkpoint=path, run_device=torch.device("cpu"))
+    assert resumed.history == reference.history
+    assert _same(resumed.model, reference.model)
