@@ -20,6 +20,23 @@ def _parse_value(text: str):
         return text
 
 
+def _command(action, usage_errors: tuple, interrupted: str, failures: tuple = ()) -> int:
+    """Run ``action()`` and map what it raises to an exit code: 2 for ``usage_errors`` (bad input, named in the
+    message), 1 for ``failures``, 130 on Ctrl-C (printing ``interrupted``), 0 otherwise."""
+    try:
+        action()
+    except usage_errors as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except failures as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _leave_process_group() -> None:
     """End a torchrun process group cleanly (NCCL warns otherwise)."""
     import torch.distributed as dist
@@ -99,50 +116,30 @@ def main(argv: list[str] | None = None) -> int:
         from .train import CheckpointError, TrainingError
         from .train_cli import TrainCommandError, train_command
 
-        try:
+        def train_and_leave():
             train_command(args.method, args.profile, args.out, seed=args.seed, steps=args.steps,
                           overrides={key: _parse_value(value) for key, value in args.param}, resume=args.resume,
                           frames=args.frames)
             _leave_process_group()
-        except (TrainCommandError, profiles.ParameterError, CheckpointError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except TrainingError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print(f"interrupted: every completed step is kept in {args.out}/checkpoint.pt.partial; run the same command "
-                  f"with --resume to continue", file=sys.stderr)
-            return 130
-        return 0
+
+        return _command(train_and_leave, (TrainCommandError, profiles.ParameterError, CheckpointError),
+                        f"every completed step is kept in {args.out}/checkpoint.pt.partial; run the same command with "
+                        f"--resume to continue", failures=(TrainingError,))
     if args.area == "evaluate":
         from .davis_toolkit import EvaluationError, run
 
-        try:
-            run(args.davis, args.results, args.set, args.task)
-        except (EvaluationError, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted: no CSV was written (they are written at the end, atomically)", file=sys.stderr)
-            return 130
-        return 0
+        return _command(lambda: run(args.davis, args.results, args.set, args.task), (EvaluationError, OSError),
+                        "no CSV was written (they are written at the end, atomically)")
     if args.area == "propagate":
         from .train import CheckpointError
         from .video import VideoError, propagate_sequence
 
         features = args.features or ("crw" if args.checkpoint else "pixels")
-        try:
-            propagate_sequence(args.davis, args.sequence, args.out, features=features, checkpoint=args.checkpoint,
-                               layer=args.layer, context=args.context, topk=args.topk, radius=args.radius,
-                               temperature=args.temperature)
-        except (VideoError, CheckpointError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted: the masks written so far are complete files (each is written atomically)", file=sys.stderr)
-            return 130
-        return 0
+        return _command(lambda: propagate_sequence(args.davis, args.sequence, args.out, features=features,
+                                                   checkpoint=args.checkpoint, layer=args.layer, context=args.context,
+                                                   topk=args.topk, radius=args.radius, temperature=args.temperature),
+                        (VideoError, CheckpointError, ValueError),
+                        "the masks written so far are complete files (each is written atomically)")
     if args.area == "claims":
         from .claims_page import diff_report
 
@@ -152,22 +149,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         return 0
-    try:
+    def book_action():
         if args.action == "run":
-            overrides = {key: _parse_value(value) for key, value in args.param}
-            book.run(args.profile, args.only, overrides, args.force)
+            book.run(args.profile, args.only, {key: _parse_value(value) for key, value in args.param}, args.force)
         elif args.action == "build":
             book.build(args.profile)
         elif args.action == "vendor":
             book.vendor_widgets()
-    except (book.BookError, profiles.ParameterError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, profiles.ParameterError) else 1
-    except KeyboardInterrupt:
-        print("interrupted: nothing half-written was kept (results and executed copies are written atomically)",
-              file=sys.stderr)
-        return 130
-    return 0
+
+    return _command(book_action, (profiles.ParameterError,),
+                    "nothing half-written was kept (results and executed copies are written atomically)",
+                    failures=(book.BookError,))
 
 
 if __name__ == "__main__":

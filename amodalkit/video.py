@@ -137,21 +137,6 @@ def _read_frame(path: Path) -> np.ndarray:
         raise VideoError(f"{path}: cannot be read as an image ({err})") from None
 
 
-def _write_ids(ids: np.ndarray, palette: list[int], path: Path) -> None:
-    """An indexed PNG, written atomically (the temporary file never matches ``*.png``)."""
-    import io
-
-    from PIL import Image
-
-    from .results import atomic_write_bytes
-
-    image = Image.fromarray(ids.astype(np.uint8), mode="P")
-    image.putpalette(palette)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def propagate_sequence(root: Path | str, name: str, out: Path | str, *, features: str = "crw",
                        checkpoint: Path | str | None = None, layer: str = "res3", context: int = 20, topk: int = 10,
                        radius: float = 12, temperature: float = 0.05, seed: int = 0, resolution: str = "480p",
@@ -162,7 +147,7 @@ def propagate_sequence(root: Path | str, name: str, out: Path | str, *, features
     temperature 0.05). Returns the folder written (``out/<name>``).
     """
     from .crw import pixel_features, to_input
-    from .data.davis import davis_palette
+    from .data.davis import write_ids_png
     from .propagation import propagate_stream
 
     if layer not in ("res3", "res4"):
@@ -182,7 +167,7 @@ def propagate_sequence(root: Path | str, name: str, out: Path | str, *, features
     run_device = next(model.parameters()).device if model is not None else torch.device("cpu")
     target = Path(out) / name
     target.mkdir(parents=True, exist_ok=True)
-    palette = sequence.palette or davis_palette()
+    palette = sequence.palette  # None: DAVIS's
     n_labels = int(sequence.first_ids.max()) + 1
 
     @torch.no_grad()
@@ -200,7 +185,7 @@ def propagate_sequence(root: Path | str, name: str, out: Path | str, *, features
     first = next(frames)
     one_hot = F.one_hot(torch.from_numpy(sequence.first_ids), n_labels).permute(2, 0, 1).float()
     small = F.interpolate(one_hot[None], size=first.shape[1:], mode="bilinear", align_corners=False)[0]
-    _write_ids(sequence.first_ids, palette, target / f"{sequence.frames[0].stem}.png")
+    write_ids_png(sequence.first_ids, target / f"{sequence.frames[0].stem}.png", palette)
 
     def chained():
         yield first
@@ -211,7 +196,7 @@ def propagate_sequence(root: Path | str, name: str, out: Path | str, *, features
     try:
         for path, soft in zip(sequence.frames[1:], stream):
             big = F.interpolate(soft[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-            _write_ids(big.argmax(dim=0).numpy(), palette, target / f"{path.stem}.png")
+            write_ids_png(big.argmax(dim=0).numpy(), target / f"{path.stem}.png", palette)
             bar.update(1)
     finally:
         bar.close()

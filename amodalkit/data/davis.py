@@ -35,6 +35,22 @@ def davis_palette() -> list[int]:
     return palette
 
 
+def write_ids_png(ids: np.ndarray, path: Path | str, palette: list[int] | None = None) -> None:
+    """An (H, W) id map as an indexed PNG (DAVIS's palette by default), written atomically: the temporary file ends
+    in ``.tmp``, so no ``*.png`` glob ever sees half a mask."""
+    import io
+
+    from PIL import Image
+
+    from ..results import atomic_write_bytes
+
+    image = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="P")
+    image.putpalette(palette or davis_palette())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 @dataclass
 class DavisSequence:
     """One sequence: frames (T, H, W, 3) uint8, masks (T, H, W) uint8 object ids (0 background),
@@ -78,9 +94,7 @@ def write_davis(root: Path | str, clips: list[Clip], subset: str = "val", names:
         label_dir.mkdir(parents=True, exist_ok=True)
         for t in range(clip.n_frames):
             Image.fromarray(clip.frames[t]).save(image_dir / f"{t:05d}.jpg", quality=quality)
-            label = Image.fromarray(ids[t], mode="P")
-            label.putpalette(palette)
-            label.save(label_dir / f"{t:05d}.png")
+            write_ids_png(ids[t], label_dir / f"{t:05d}.png", palette)
     listing = root / "ImageSets" / "2017" / f"{subset}.txt"
     listing.parent.mkdir(parents=True, exist_ok=True)
     existing = listing.read_text().split() if listing.is_file() else []
