@@ -393,10 +393,12 @@ _RELIANCE_WHAT = {"history": "history (the frames before t) is replaced by anoth
                   "flow": "flow input is zeroed", "image": "image input is zeroed"}
 
 
-def _reliance_gates(probe: str) -> tuple[Gate, ...]:
-    """The full model uses what an ablation removes: its occluded mIoU drops when that input is taken away at test time."""
-    return tuple(Gate(AtLeast(f"{_ABL}/{w}.reliance.{probe}", RELIANCE_MIN_DROP),
-                      f"the full model's occluded mIoU on `{w}` drops by at least {RELIANCE_MIN_DROP} when its "
+def _reliance_gates(probe: str, flow: str = "estimated") -> tuple[Gate, ...]:
+    """The full model uses what an ablation removes: its occluded mIoU drops when that input is taken away at test time.
+    ``flow="exact"``: the gates of the rows trained on the world's exact flow (Table 3's primary rows)."""
+    suffix, trained = ("_exact_flow", " (trained on the exact flow)") if flow == "exact" else ("", "")
+    return tuple(Gate(AtLeast(f"{_ABL}/{w}{suffix}.reliance.{probe}", RELIANCE_MIN_DROP),
+                      f"the full model's{trained} occluded mIoU on `{w}` drops by at least {RELIANCE_MIN_DROP} when its "
                       f"{_RELIANCE_WHAT[probe]} at test time: a model that does not use an input cannot show what "
                       "removing it costs")
                  for w in _WORLDS)
@@ -406,13 +408,21 @@ _RELIANCE_NOTE = (f"Gate threshold {RELIANCE_MIN_DROP} (fixed before the compari
                   "about the size of the paper's smaller Table 1 effects (0.015-0.034 on KINS, 0.026-0.071 on FISHBOWL).")
 
 
+_EXACT_FLOW_NOTE = (" Table 3 is judged on the rows trained with the world's exact flow as input (the paper's FlowNet2 on "
+                    "full-size frames is far closer to exact than OpenCV's DIS on the quick profile's small frames: "
+                    "Algorithm 1 at k = 3 keeps less than half its occluded mIoU with DIS, chapter savos_rule_baseline); "
+                    "the rows on estimated flow are shown beside them, not judged.")
+
+
 def _savos_ablation(name: str, better: str, worse: str, figure: str, text: str, source: str, short: str,
-                    probe: str) -> Claim:
+                    probe: str, flow: str = "estimated") -> Claim:
+    suffix = "_exact_flow" if flow == "exact" else ""
+    note = (_RELIANCE_NOTE if probe else "") + (_EXACT_FLOW_NOTE if flow == "exact" else "")
     return Claim(
         name, SAVOS, source, text, figure, _ABL,
-        AllOf(tuple(Greater(f"{_ABL}/{world}.occ_miou.{better}", f"{_ABL}/{world}.occ_miou.{worse}")
+        AllOf(tuple(Greater(f"{_ABL}/{world}{suffix}.occ_miou.{better}", f"{_ABL}/{world}{suffix}.occ_miou.{worse}")
                     for world in _WORLDS)),
-        note=_RELIANCE_NOTE if probe else "", gates=_reliance_gates(probe) if probe else (), short=short,
+        note=note.strip(), gates=_reliance_gates(probe, flow) if probe else (), short=short,
     )
 
 
@@ -520,18 +530,28 @@ CLAIMS: tuple[Claim, ...] = (
                     "SaVos's loss beats Self-Deocclusion's (same network)", ""),
     Claim("savos.t3.flow", SAVOS, "Table 3", "removing the flow input hurts most (below removing the image)",
        "no flow 0.6188 < no image 0.6634 (FISHBOWL); 0.1525 < 0.2172 (KINS)", _ABL,
-       AllOf(tuple(Greater(f"{_ABL}/{w}.occ_miou.no_image", f"{_ABL}/{w}.occ_miou.no_flow") for w in _WORLDS)),
-       note=_RELIANCE_NOTE, gates=_reliance_gates("flow"), short="removing the flow hurts most"),
+       AllOf(tuple(Greater(f"{_ABL}/{w}_exact_flow.occ_miou.no_image", f"{_ABL}/{w}_exact_flow.occ_miou.no_flow")
+                   for w in _WORLDS)),
+       note=_RELIANCE_NOTE + _EXACT_FLOW_NOTE, gates=_reliance_gates("flow", "exact"), short="removing the flow hurts most"),
     _savos_ablation("savos.t3.image", "full", "no_image", "0.7155 vs 0.6634 (FISHBOWL), 0.3132 vs 0.2172 (KINS)",
-                    "removing the image input hurts (below full)", "Table 3", "removing the image hurts", "image"),
+                    "removing the image input hurts (below full)", "Table 3", "removing the image hurts", "image",
+                    flow="exact"),
     Claim("savos.t4.rule-baseline", SAVOS, "Table 4, Alg. 1", "SaVos beats rule-based temporal aggregation for k = 3 and k = 5",
        "0.7155 vs 0.3937 / 0.3860 (FISHBOWL); 0.3132 vs 0.1522 / 0.1487 (KINS)", "savos_rule_baseline",
-       AllOf(tuple(Greater(f"savos_rule_baseline/{w}.occ_miou.savos", f"savos_rule_baseline/{w}.occ_miou.rule_k{k}")
-                   for w in _WORLDS for k in (3, 5))), short="SaVos beats Algorithm 1 (k = 3, 5)"),
+       AllOf(tuple(Greater(f"savos_rule_baseline/{w}.occ_miou.savos_exact_flow",
+                           f"savos_rule_baseline/{w}.occ_miou.rule_gt_k{k}")
+                   for w in _WORLDS for k in (3, 5))),
+       note="Both sides on the world's exact flow: SaVos trained with it as input, Algorithm 1 warping with it (the "
+            "paper's FlowNet2 is far closer to exact than DIS on our small frames). The same comparison on DIS flow "
+            "is shown in the chapter, not judged.",
+       short="SaVos beats Algorithm 1 (k = 3, 5)"),
     Claim("savos.t4.k3-vs-k5", SAVOS, "Table 4", "with estimated flow, k = 3 is not worse than k = 5",
        "k=3 0.3937 vs k=5 0.3860 (FISHBOWL); 0.1522 vs 0.1487 (KINS)", "savos_rule_baseline",
        AllOf(tuple(AtLeast(f"savos_rule_baseline/{w}.occ_miou.k3_minus_k5", 0.0) for w in _WORLDS)),
-       note="k3_minus_k5 is the per-seed difference; ≥ 0 for every seed", short="Algorithm 1: k = 3 not worse than k = 5"),
+       note="k3_minus_k5 is the per-seed difference; ≥ 0 for every seed. Judged on the estimated (DIS) flow, as the claim "
+            "is about estimated flow: the paper reads k = 3's edge as the cost of warping through noisy flow, which exact "
+            "flow does not have (its difference is recorded as gt_k3_minus_k5, not judged).",
+       short="Algorithm 1: k = 3 not worse than k = 5"),
     Claim("savos.f1a.alpha", SAVOS, "Fig. 1a",
        "the forward alpha is low at the start of a clip and rises clearly (by at least 0.05); the backward alpha mirrors it",
        "qualitative (curve)", "savos_embeddings",
@@ -588,7 +608,14 @@ CLAIMS: tuple[Claim, ...] = (
     # ---------------------------------------------------------------- Amodal-VAE
     Claim("vae.f3.prior-samples", VAE, "Fig. 3", "decoded prior samples look like the training shapes",
        "qualitative", "vae_analysis",
-       Greater("vae_analysis/prior.best_train_iou.trained", "vae_analysis/prior.best_train_iou.untrained"),
+       Greater("vae_analysis/prior.two_sample_accuracy.untrained",
+               "vae_analysis/prior.two_sample_accuracy.trained"),
+       note="Measured by a classifier two-sample test (Lopez-Paz & Oquab 2017): the held-out accuracy of a logistic "
+            "regression telling the binarised prior samples from as many held-out whole masks (the VAE's 28 x 28 "
+            "tight crops), about 0.5 when they cannot be told apart, 1.0 when they always can. The trained decoder's "
+            "samples must be harder to tell apart than the same network's at initialisation. The earlier measure (best "
+            "IoU with a training shape) rewarded a decoder that draws one filled box (seed 0's untrained decoder scored "
+            "0.86); it is still recorded as best_train_iou, not judged.",
        short="prior samples look like training shapes"),
     Claim("vae.f4.posterior-width", VAE, "Fig. 4", "on active latent dimensions the posterior std grows with occlusion: none < 1-50% < >50%",
        "qualitative (bar plot)", "vae_analysis",
