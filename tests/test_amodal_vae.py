@@ -228,3 +228,39 @@ def test_the_training_key_covers_every_module_the_training_imports():
                        covered_elsewhere={"amodal_vae/data.py", "__init__.py", "amodal_vae/__init__.py"})
     assert seen <= keyed, f"imported by the training but not in its cache key: {sorted(seen - keyed)}"
     assert "amodal_vae/analysis.py" not in keyed  # an edit to the evaluation does not retrain the stages
+
+
+def _ellipses(n: int, seed: int, size: int = 28) -> torch.Tensor:
+    """n boolean (size, size) ellipses of random centre, axes and angle; none reaches the corner pixels."""
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for _ in range(n):
+        (cy, cx), (a, b), t = g.uniform(10, 18, 2), g.uniform(6, 13, 2), g.uniform(0, np.pi)
+        u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
+        v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+        out.append((u / a) ** 2 + (v / b) ** 2 <= 1)
+    return torch.from_numpy(np.stack(out))
+
+
+def test_two_sample_classifier_tells_degenerate_decoders_from_shapes_but_not_two_draws():
+    shapes = _ellipses(64, seed=1)
+    boxes = torch.ones(64, 28, 28, dtype=torch.bool)
+    noise = torch.from_numpy(np.random.default_rng(3).random((64, 28, 28)) < 0.5)
+    # the flaw of the best IoU with a reference shape: a filled box scores high against every ellipse
+    assert av.best_iou_to(boxes[:1], shapes).item() > 0.45
+    # separable (a corner pixel is always on in a box, never in an ellipse): told apart in every fold
+    assert av.classifier_two_sample_accuracy(boxes, shapes) == 1.0
+    assert av.classifier_two_sample_accuracy(noise, shapes) >= 0.95
+    # a decoder that collapsed onto one real shape is told apart too
+    assert av.classifier_two_sample_accuracy(shapes[:1].expand(64, 28, 28).clone(), shapes) >= 0.95
+    # two draws of one distribution: about chance (measured 0.46-0.54 over six pairs of draws at n = 64)
+    same = [av.classifier_two_sample_accuracy(_ellipses(64, seed=s), _ellipses(64, seed=s + 100)) for s in (2, 3, 4)]
+    assert max(same) < 0.7
+
+
+def test_two_sample_classifier_needs_equal_sets_of_at_least_a_fold_each():
+    with pytest.raises(ValueError, match="two sets of as many"):
+        av.classifier_two_sample_accuracy(torch.zeros(6, 4, 4, dtype=torch.bool), torch.zeros(5, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="as many masks per set as folds"):
+        av.classifier_two_sample_accuracy(torch.zeros(3, 4, 4, dtype=torch.bool), torch.zeros(3, 4, 4, dtype=torch.bool))

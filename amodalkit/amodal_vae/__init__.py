@@ -39,6 +39,7 @@ from .training import (  # noqa: F401
     TRAINING_CODE, VAERecipe, STAGE1_FIELDS, train_stage1, train_amodal_vae,
 )
 from .analysis import (  # noqa: F401
-    complete, binarise, completion_iou, tune_threshold, prior_samples, best_iou_to, active_dimensions,
+    complete, binarise, completion_iou, tune_threshold, prior_samples, best_iou_to, classifier_two_sample_accuracy,
+    pairwise_iou, active_dimensions,
     self_supervised_threshold,
 )
