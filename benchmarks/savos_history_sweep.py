@@ -27,9 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# the chapter's quick parameters; each configuration changes some of them or the world's
-CHAPTER = dict(preset="quick", train_clips=24, val_clips=4, test_clips=16, crop=16, base=8, window=8, batch=8,
-               steps=200, lr=1e-3, pcnet_width=8)
+# each configuration changes some of the chapter's quick parameters (profiles.resolve("savos_ablations", "quick"),
+# read in run() so that the sweep follows the chapter) or the world's
 CONFIGS = {
     "quick": ("the chapter's recipe", {}, {}, "full"),
     "quick_old_world": ("the chapter's recipe, the fishbowl before issue 13 (one-frame flips, depth swaps)", {},
@@ -52,7 +51,10 @@ def run(name: str, seeds=(0, 1, 2)) -> dict:
     cache = Path(os.environ.get("AMODALKIT_CACHE", Path.home() / ".cache" / "amodalkit")) / "history-sweep" / name
     os.environ["AMODALKIT_CACHE"] = str(cache)
     import amodalkit.data.worlds as worlds
+    from amodalkit import profiles
     from amodalkit.savos.experiments import chapter_setup, reliance_probes, variant_scores
+
+    chapter = profiles.resolve("savos_ablations", "quick")  # the chapter's own parameters
 
     defaults = dict(worlds.FISHBOWL_DEFAULTS)
     overrides = dict(worlds.FISHBOWL_BEFORE_ISSUE_13) if world == "old" else dict(world)
@@ -62,7 +64,7 @@ def run(name: str, seeds=(0, 1, 2)) -> dict:
                    **{k: [] for k in ("intact", "history", "flow", "image")})
         for seed in seeds:
             start = time.perf_counter()
-            data, rec, key = chapter_setup("fishbowl", seed, {**CHAPTER, **recipe})
+            data, rec, key = chapter_setup("fishbowl", seed, {**chapter, **recipe})
             result, _, _ = variant_scores(row, data, rec, seed, key)
             probes = reliance_probes(result.model, data)
             for k, v in probes.items():

@@ -91,6 +91,22 @@ def test_validation_may_watch_scalars_beside_the_loss():
         train(_model(), _loss, steps=2, lr=1e-2, seed=0, validate=lambda m: {"active": 1.0}, validate_every=1)
 
 
+def test_what_a_validation_computes_leaves_the_training_unchanged():
+    """A validation that runs the model and draws from the global RNG (as benchmarks/crw_gate_budget.py, which scores
+    label propagation inside it) trains the same weights, BatchNorm statistics included, as no validation at all."""
+    def busy_validation(model):
+        model(torch.randn(32, 4))  # eval mode: the BatchNorm running statistics must not move
+        return {"loss": float(torch.rand(())), "extra": float(torch.randn(()))}
+
+    plain = train(_model(), _loss, steps=8, lr=1e-2, seed=5, run_device=torch.device("cpu"))
+    watched = train(_model(), _loss, steps=8, lr=1e-2, seed=5, validate=busy_validation, validate_every=1,
+                    select="last", run_device=torch.device("cpu"))
+    assert len(watched.history["val_extra"]) == 8
+    assert watched.history["loss"] == plain.history["loss"]
+    assert _same(watched.model, plain.model)
+    assert not _same(plain.model, _model())  # the runs did train
+
+
 def test_cache_by_configuration(tmp_path, monkeypatch):
     monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
     calls = {"n": 0}
