@@ -112,7 +112,7 @@ _CRW_COMMON: dict[str, Param] = {
     "grid": Param(int, 5, "patches per side (paper 7)", 2, 16),
     "batch": Param(int, 8, "clips per batch (paper 20)", 1, 256),
     # width 8: at 16 a step costs 1.2 s here and the 15-minute share allowed about 20 steps (benchmarks/crw_gate_budget.py
-    # trains width 16 for 900 steps once)
+    # trains width 16 much longer, once: results/crw_gate_budget.json)
     "net_width": Param(int, 8, "ResNet-18 base width (paper 64)", 2, 64),
     "dim": Param(int, 128, "node embedding dimension (paper 128)", 4, 512),
     # 7 models a seed (4 strides, the noise control, the single-map pair) x 3 seeds in 15 minutes: far too few steps for

@@ -15,7 +15,7 @@ mode with the global RNG set from the step and restored, so it leaves the traini
 are cached as the chapters cache theirs (the same key for the same recipe). Writes ``results/crw_gate_budget.json``
 and prints a table.
 
-    python benchmarks/crw_gate_budget.py --steps 2400 --validate-every 90 --seeds 0   # as recorded: about 110 min here
+    python benchmarks/crw_gate_budget.py --steps 2400 --validate-every 90 --seeds 0   # as recorded: 112 min here
     python benchmarks/crw_gate_budget.py                          # 450 steps, seeds 0-2 (about 55 min here)
 """
 from __future__ import annotations
