@@ -1,4 +1,6 @@
-# The two commands of the README: `make book` and `make test`. Each sets up .venv itself.
+# The README's commands: `make book` (the reader's book from what is committed: no training), `make regenerate` (re-run
+# the stale chapters, FORCE=1 all of them, record their wall times, build), `make test`, `make lab`. Each sets up
+# .venv itself.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +9,9 @@ DEPS_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: book test lab venv vendor chromium clean
+PROFILE ?= quick
+
+.PHONY: book regenerate status test lab venv vendor chromium clean
 
 venv: $(STAMP)
 
@@ -27,8 +31,14 @@ chromium:
 	  $(if $(ALLOW_ROOT),,sudo) apt-get update -qq && $(if $(ALLOW_ROOT),,sudo) apt-get install -y -qq chromium >/dev/null; }
 
 book: venv vendor
-	$(BIN)/python -m amodalkit book run --profile quick
-	$(BIN)/python -m amodalkit book build --profile quick
+	$(BIN)/python -m amodalkit book build --profile $(PROFILE)
+
+regenerate: venv vendor
+	$(BIN)/python -m amodalkit book run --profile $(PROFILE) --record-times $(if $(FORCE),--force,)
+	$(BIN)/python -m amodalkit book build --profile $(PROFILE)
+
+status: venv
+	$(BIN)/python -m amodalkit book status --profile $(PROFILE)
 
 test: venv vendor chromium
 	$(BIN)/python -m pytest -q

@@ -1,6 +1,7 @@
 """Command line of amodalkit.
 
-``book run|build|vendor`` (the book), ``claims diff A B`` (verdicts of two result folders), ``evaluate`` (a results
+``book run|build|status|vendor`` (the book), ``models`` (trained models and where they come from), ``claims diff A B``
+(verdicts of two result folders), ``evaluate`` (a results
 folder on a DAVIS folder, the official toolkit's numbers and CSVs), ``propagate`` (CRW-style label propagation on a
 DAVIS-layout sequence) and ``train`` (a method's model under a profile, on one process or under torchrun).
 """
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
                        help="override a parameter (YAML value, e.g. -p seeds 5 -p chain_lengths '[8, 16]'); "
                             "results then go to <profile>-custom")
     run_p.add_argument("--force", action="store_true", help="re-run even notebooks that are up to date")
+    run_p.add_argument("--record-times", action="store_true",
+                       help="write the wall time of every chapter that ran into results/book_wall_times.json")
+
+    status_p = actions.add_parser("status", help="which chapters are fresh, stale (and what changed) or not run")
+    status_p.add_argument("--profile", default="quick", choices=profiles.profile_names())
 
     build_p = actions.add_parser("build", help="build the HTML book from the executed notebooks")
     build_p.add_argument("--profile", default="quick", help="which executed notebooks and results to build from")
@@ -111,7 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     train_p.add_argument("--frames", metavar="ROOT", help="crw, maskvos-a, maskvos-b: train on your unlabelled videos in "
                          "ROOT/JPEGImages/480p/<video>/*.jpg")
 
+    models_p = commands.add_parser("models", help="list trained models: the model cache and any run folders given")
+    models_p.add_argument("dirs", nargs="*", metavar="DIR", help="run folders of `train --out` (or any folder of "
+                          "checkpoints) to list beside the model cache")
+    models_p.add_argument("--method", help="only models of this method (savos, crw, amodal_vae, stemseg, maskvos, ...)")
+    models_p.add_argument("--no-cache", action="store_true", help="leave the model cache out")
+
     args = parser.parse_args(argv)
+    if args.area == "models":
+        from .train import list_models, models_table
+
+        def show_models():
+            print(models_table(list_models(args.dirs, method=args.method, cache=not args.no_cache)))
+
+        return _command(show_models, (FileNotFoundError, NotADirectoryError), "nothing was written")
     if args.area == "train":
         from .train import CheckpointError, TrainingError
         from .train_cli import TrainCommandError, train_command
@@ -151,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     def book_action():
         if args.action == "run":
-            book.run(args.profile, args.only, {key: _parse_value(value) for key, value in args.param}, args.force)
+            book.run(args.profile, args.only, {key: _parse_value(value) for key, value in args.param}, args.force,
+                     record_times=args.record_times)
+        elif args.action == "status":
+            for chapter in book.status(args.profile):
+                print(f"{chapter.name:22} {chapter.state}" + (": " + "; ".join(chapter.changes) if chapter.changes else ""))
         elif args.action == "build":
             book.build(args.profile)
         elif args.action == "vendor":

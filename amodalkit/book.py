@@ -1,20 +1,28 @@
 """Run the notebooks under a profile, record their results, and build the offline Jupyter Book.
 
-``python -m amodalkit book run``   executes notebooks with papermill (skipping those whose source,
-                                   parameters and amodalkit code are unchanged since their last
-                                   successful run under the profile);
-``python -m amodalkit book build`` stages the book (sources, executed notebooks, claims page,
-                                   vendored widget JavaScript) and builds the HTML;
+``python -m amodalkit book run``   executes notebooks with papermill, skipping those that are fresh (see below);
+``python -m amodalkit book build`` stages the book (sources, executed notebooks, claims page, vendored widget
+                                   JavaScript) from what is recorded and builds the HTML: it never runs a notebook;
+``python -m amodalkit book status``lists which chapters are fresh, stale (and what changed) or never run;
 ``python -m amodalkit book vendor`` fetches the pinned widget JavaScript from the npm registry.
 
 Layout (all under the repository root):
     notebooks/<name>.ipynb                  source notebooks, outputs stripped
-    results/<profile>/<name>.json           recorded measurements of the last successful run
-    build/<profile>/executed/<name>.ipynb   executed copies, read by the book
+    results/<profile>/<name>.json           the measurements of the last successful run, with its inputs (hashes of
+                                            what it ran) and provenance (commit, device, wall time)
+    results/<profile>/<name>.ipynb          the executed notebook of that same run, slimmed (committed for ``quick``)
     build/<profile>/src/                    the staged book sources
     build/<profile>/_build/html/            the HTML book
-Running with ``-p`` overrides writes to ``<profile>-custom`` instead, so a one-off exploration
-never replaces the profile's recorded results.
+Running with ``-p`` overrides writes to ``<profile>-custom`` instead, so a one-off exploration never replaces the
+profile's recorded results.
+
+A chapter is **fresh** when its recorded run had the inputs it would have now: the notebook's code cells (its prose
+is taken from the source notebook at build time), its parameters, the ``amodalkit`` files its code imports (the import
+closure, followed through the package), and the benchmark results files it reads. The book's own rendering code
+(claims, claims page, this builder, the profiles table) is not an input: the verdict tables a chapter shows are
+rendered again from its results at build time, and the names a chapter imports from those modules (a gate's
+threshold) count by value. A stale chapter is built from its last run with a warning at its top that says what
+changed; ``make regenerate`` re-runs it.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,8 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import profiles
-from .claims_page import chapter_box_html, claims_markdown, replica_verdicts
+from . import profiles, provenance
+from .claims import claims_for
+from .claims_page import chapter_box_html, claims_markdown, replica_verdicts, verdicts_html
 from .results import MEASUREMENTS_ENV, TRAINING_LOG_ENV, atomic_write_json, atomic_write_text, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +56,10 @@ KERNEL_NAME = "amodalkit"
 # a second run of a profile on another floating-point path, kept beside its results: results/<profile><suffix>
 REPLICA_SUFFIX = "-kernel-default"
 REPLICA_LABEL = "ATEN_CPU_CAPABILITY=default"
+# the book's rendering code: what a chapter shows from it is rendered again at build time (see the docstring)
+RENDERING_MODULES = ("amodalkit.claims", "amodalkit.claims_page", "amodalkit.book", "amodalkit.profiles")
+# the environment variables a notebook run is told its chapter and profile by (the model cache records them)
+CHAPTER_ENV, PROFILE_ENV = "AMODALKIT_CHAPTER", "AMODALKIT_PROFILE"
 
 # The widget manager and its module loader, pinned with the registry's integrity hashes. Fetched
 # by `make` (npm pack) rather than committed: about 7 MB of minified JavaScript and fonts would
@@ -109,22 +123,80 @@ def notebook_names() -> list[str]:
     return order
 
 
-def code_hash() -> str:
-    """A hash of every amodalkit source file: a change anywhere in the library re-runs notebooks."""
-    digest = hashlib.sha256()
-    package = ROOT / "amodalkit"
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+def code_cells(nb) -> list[str]:
+    """The sources of a notebook's code cells, in order (what a run executes; the prose is not an input)."""
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"]
 
 
-def cache_key(name: str, params: dict[str, Any], library: str) -> str:
-    digest = hashlib.sha256()
-    digest.update((NOTEBOOK_DIR / f"{name}.ipynb").read_bytes())
-    digest.update(json.dumps(params, sort_keys=True).encode())
-    digest.update(library.encode())
-    return digest.hexdigest()
+def _read_source(name: str):
+    import nbformat
+
+    return nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+
+
+def _sha(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_DATA_FILE = re.compile(r"([A-Za-z0-9_.\-]+\.json)\b")
+
+
+def chapter_inputs(name: str, params: dict[str, Any]) -> dict[str, str]:
+    """What a run of chapter ``name`` with ``params`` depends on, each with a hash (see the module docstring).
+
+    Returns ``{input: hash}`` with the inputs ``notebooks/<name>.ipynb:code`` (its code cells), ``parameters``, every
+    file of the import closure (``amodalkit/...py``: its git blob hash), for a rendering module the names imported
+    from it (``amodalkit/claims.py:NAME,...``: a hash of their values), and each ``results/<file>.json`` its code
+    names that exists.
+    """
+    import importlib
+
+    cells = code_cells(_read_source(name))
+    inputs = {f"notebooks/{name}.ipynb:code": _sha(cells), "parameters": _sha(params)}
+    for rel, names in provenance.import_closure(cells, exclude=RENDERING_MODULES).items():
+        module = rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        if module in RENDERING_MODULES:
+            loaded = importlib.import_module(module)
+            values = {n: repr(getattr(loaded, n)) for n in sorted(names)
+                      if not callable(getattr(loaded, n, None)) and not isinstance(getattr(loaded, n, None), type(os))}
+            if values:
+                inputs[f"{rel}:{','.join(values)}"] = _sha(values)
+        else:
+            inputs[rel] = provenance.blob_hash(ROOT / rel)
+    for file in sorted(set(_DATA_FILE.findall("\n".join(cells)))):
+        if (RESULTS_DIR / file).is_file():
+            inputs[f"results/{file}"] = provenance.blob_hash(RESULTS_DIR / file)
+    return inputs
+
+
+def cache_key(inputs: dict[str, str]) -> str:
+    """The key of a run: a hash of its inputs (:func:`chapter_inputs`)."""
+    return _sha(inputs)
+
+
+def changed_inputs(recorded: dict[str, Any], now: dict[str, str], params_now: dict[str, Any]) -> list[str]:
+    """What differs between a recorded run (its results file) and a run now: readable items, [] when fresh."""
+    before = recorded.get("inputs")
+    if before is None:
+        return ["the run predates the record of its inputs"]
+    changes = []
+    for item in sorted(set(before) | set(now)):
+        if before.get(item) == now.get(item):
+            continue
+        if item == "parameters":
+            old = recorded.get("parameters", {})
+            diffs = [f"{k}: {old.get(k)!r} → {params_now.get(k)!r}" for k in sorted(set(old) | set(params_now))
+                     if old.get(k) != params_now.get(k)]
+            changes.append("the parameters (" + ", ".join(diffs) + ")" if diffs else "the parameters")
+        elif item.endswith(":code"):
+            changes.append(f"the code cells of `{item.split(':')[0]}`")
+        elif item not in now:
+            changes.append(f"`{item}` (no longer used)")
+        elif item not in before:
+            changes.append(f"`{item}` (newly used)")
+        else:
+            changes.append(f"`{item}`")
+    return changes
 
 
 def output_profile(profile: str, overrides: dict[str, Any]) -> str:
@@ -132,23 +204,28 @@ def output_profile(profile: str, overrides: dict[str, Any]) -> str:
 
 
 def executed_path(out_profile: str, name: str) -> Path:
-    return BUILD_DIR / out_profile / "executed" / f"{name}.ipynb"
+    return RESULTS_DIR / out_profile / f"{name}.ipynb"
 
 
 def results_path(out_profile: str, name: str) -> Path:
     return RESULTS_DIR / out_profile / f"{name}.json"
 
 
+def _recorded_keys(out_profile: str, name: str) -> tuple[str | None, str | None]:
+    """(the executed notebook's key, the results file's key); None for a file that is missing or unreadable."""
+    keys = []
+    for path, read in ((executed_path(out_profile, name), lambda d: d["metadata"]["amodalkit"]["cache_key"]),
+                       (results_path(out_profile, name), lambda d: d["cache_key"])):
+        try:
+            keys.append(read(json.loads(path.read_text())))
+        except (OSError, KeyError, TypeError, json.JSONDecodeError):
+            keys.append(None)
+    return keys[0], keys[1]
+
+
 def is_fresh(out_profile: str, name: str, key: str) -> bool:
     """True when the executed copy and the recorded results both come from a run with ``key``."""
-    executed, results = executed_path(out_profile, name), results_path(out_profile, name)
-    if not (executed.is_file() and results.is_file()):
-        return False
-    try:
-        nb_key = json.loads(executed.read_text())["metadata"]["amodalkit"]["cache_key"]
-        res_key = json.loads(results.read_text())["cache_key"]
-    except (KeyError, json.JSONDecodeError):
-        return False
+    nb_key, res_key = _recorded_keys(out_profile, name)
     return nb_key == key == res_key
 
 
@@ -186,12 +263,29 @@ def _describe_failure(name: str, err: Exception, failed_copy: Path) -> str:
             f"the executed notebook with the traceback: {failed_copy}")
 
 
+def run_device() -> str:
+    """The device the chapters' models run on, in words (CUDA's device name, else the CPU and its cores)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return f"CPU ({os.cpu_count()} cores)"
+
+
 def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[str, Any] | None = None,
-        force: bool = False, out=sys.stdout) -> list[RunReport]:
-    """Execute notebooks under ``profile``; see the module docstring. Raises :class:`BookError` on failure."""
+        force: bool = False, record_times: bool = False, out=sys.stdout) -> list[RunReport]:
+    """Execute notebooks under ``profile``; see the module docstring. Raises :class:`BookError` on failure.
+
+    ``record_times``: write each chapter that ran into the profile's wall-time record (:mod:`amodalkit.wall_times`).
+    """
     import nbformat
     import papermill
     from tqdm import tqdm
+
+    from .train import models_dir
 
     overrides = overrides or {}
     names = notebook_names()
@@ -203,13 +297,15 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
     # validate every parameter of every selected notebook before any work starts
     params = {name: profiles.resolve(name, profile, overrides) for name in names}
     out_profile = output_profile(profile, overrides)
-    library = code_hash()
+    cache_was_empty = not any(models_dir().glob("*.pt"))
+    device = run_device()
     kernel = ensure_kernel()
     reports: list[RunReport] = []
     bar = tqdm(names, desc=f"notebooks ({out_profile})", unit="nb", file=out)
     for name in bar:
         bar.set_postfix_str(name)
-        key = cache_key(name, params[name], library)
+        inputs = chapter_inputs(name, params[name])
+        key = cache_key(inputs)
         if not force and is_fresh(out_profile, name, key):
             reports.append(RunReport(name, "skipped", 0.0))
             continue
@@ -220,10 +316,13 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
         training_log = work / f"{name}.training.jsonl"
         training_log.unlink(missing_ok=True)
         executed_tmp = work / f"{name}.ipynb"
+        origin = dict(provenance.describe(), device=device,
+                      dirty_inputs=provenance.uncommitted([i.split(":")[0] for i in inputs if i != "parameters"]))
         start = time.perf_counter()
-        previous = {k: os.environ.get(k) for k in (MEASUREMENTS_ENV, TRAINING_LOG_ENV)}
-        os.environ[MEASUREMENTS_ENV] = str(measurements)
-        os.environ[TRAINING_LOG_ENV] = str(training_log)
+        env = {MEASUREMENTS_ENV: str(measurements), TRAINING_LOG_ENV: str(training_log), CHAPTER_ENV: name,
+               PROFILE_ENV: out_profile}
+        previous = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             papermill.execute_notebook(
                 str(NOTEBOOK_DIR / f"{name}.ipynb"), str(executed_tmp), parameters=params[name],
@@ -247,19 +346,25 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
                     os.environ[k] = v
         seconds = time.perf_counter() - start
         recorded = json.loads(measurements.read_text())["measurements"] if measurements.is_file() else {}
-        atomic_write_json(results_path(out_profile, name), {
-            "notebook": name, "profile": profile, "parameters": params[name], "measurements": recorded,
-            "cache_key": key, "wall_time_s": round(seconds, 2), "training": training_summary(training_log),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        run_meta = {"profile": profile, "parameters": params[name], "cache_key": key, "wall_time_s": round(seconds, 2),
+                    "training": training_summary(training_log), "provenance": origin,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "model_cache_empty_at_start": cache_was_empty}
         nb = nbformat.read(executed_tmp, as_version=4)
-        nb.metadata["amodalkit"] = {"profile": profile, "parameters": params[name], "cache_key": key,
-                                    "wall_time_s": round(seconds, 2), "training": training_summary(training_log)}
+        slim_executed(nb)
+        nb.metadata["amodalkit"] = run_meta
+        # the executed copy first: a crash between the two writes leaves keys that differ, which the build refuses
         atomic_write_text(executed_path(out_profile, name), nbformat.writes(nb))
+        atomic_write_json(results_path(out_profile, name), dict(run_meta, notebook=name, measurements=recorded,
+                                                                inputs=inputs))
         executed_tmp.unlink()
         reports.append(RunReport(name, "ran", seconds))
     bar.close()
     _print_summary(reports, out)
+    if record_times and any(r.status == "ran" for r in reports):
+        from .wall_times import record
+
+        record(out_profile, [r.name for r in reports if r.status == "ran"], RESULTS_DIR)
     return reports
 
 
@@ -280,6 +385,118 @@ def _print_summary(reports: list[RunReport], out) -> None:
         wall = f"{r.seconds:8.1f} s" if r.status != "skipped" else "  (unchanged)"
         print(f"  {r.name.ljust(width)}  {r.status.ljust(8)}  {wall}", file=out)
     print(f"  {'total'.ljust(width)}  {'':8}  {sum(r.seconds for r in reports):8.1f} s", file=out)
+
+
+@dataclass
+class ChapterStatus:
+    """Where a chapter's recorded run stands: ``state`` "fresh", "stale" (``changes`` says what changed since),
+    "no executed notebook" (results only), "executed notebook of another run", or "not run" (no results)."""
+
+    name: str
+    state: str
+    changes: list[str]
+
+
+def status(profile: str = "quick") -> list[ChapterStatus]:
+    """Every chapter's :class:`ChapterStatus` under ``profile`` (nothing runs)."""
+    out = []
+    for name in notebook_names():
+        params = profiles.resolve(name, profile)
+        inputs = chapter_inputs(name, params)
+        nb_key, res_key = _recorded_keys(profile, name)
+        if res_key is None:
+            out.append(ChapterStatus(name, "not run", []))
+            continue
+        recorded = json.loads(results_path(profile, name).read_text())
+        changes = [] if res_key == cache_key(inputs) else changed_inputs(recorded, inputs, params)
+        if nb_key is None:
+            out.append(ChapterStatus(name, "no executed notebook", changes))
+        elif nb_key != res_key:
+            out.append(ChapterStatus(name, "executed notebook of another run", changes))
+        else:
+            out.append(ChapterStatus(name, "stale" if changes else "fresh", changes))
+    return out
+
+
+# ------------------------------------------------------------------------------------ executed copies
+
+
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_MODEL_REF = re.compile(r"IPY_MODEL_([0-9A-Za-z]+)")
+
+
+def _smaller_png(encoded: str) -> str:
+    """A base64 PNG re-encoded with the same pixels: RGB when every pixel is opaque, optimised compression."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    if image.mode == "RGBA" and image.getextrema()[3][0] == 255:
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    smaller = base64.b64encode(buffer.getvalue()).decode()
+    return smaller if len(smaller) < len(encoded) else encoded
+
+
+def slim_executed(nb) -> None:
+    """Keep of an executed notebook (in place) only what its page shows, once:
+
+    * no per-cell execution metadata (papermill's timings, paths of this machine);
+    * no ``text/plain`` beside a richer representation of the same output (the page shows the richer one);
+    * figures re-encoded losslessly (RGB when opaque, zlib at its best): the same pixels in fewer bytes;
+    * widget state only for the widgets an output displays (and what they reference), each distinct state once:
+      models whose state is identical (the layouts of a clip browser's images, a blank overlay) are merged.
+    """
+    nb.metadata.pop("papermill", None)
+    views = []
+    for cell in nb.cells:
+        for key in ("papermill", "execution"):
+            cell.metadata.pop(key, None)
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data and "text/plain" in data and len(data) > 1:
+                del data["text/plain"]
+            if data and "image/png" in data:
+                data["image/png"] = _smaller_png(data["image/png"])
+            if data and WIDGET_VIEW in data:
+                views.append(data[WIDGET_VIEW]["model_id"])
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state")
+    if not state:
+        nb.metadata.pop("widgets", None)
+        return
+    # merge identical models until nothing changes (merging children can make their parents identical)
+    alias: dict[str, str] = {}
+    while True:
+        seen: dict[str, str] = {}
+        merged = {}
+        for model_id, model in state.items():
+            text = json.dumps(model, sort_keys=True)
+            if text in seen:
+                merged[model_id] = seen[text]
+            else:
+                seen[text] = model_id
+        if not merged:
+            break
+        alias.update(merged)
+        alias = {k: merged.get(v, v) for k, v in alias.items()}
+        state = {k: json.loads(_MODEL_REF.sub(lambda m: "IPY_MODEL_" + merged.get(m.group(1), m.group(1)),
+                                              json.dumps(v))) for k, v in state.items() if k not in merged}
+    keep, todo = set(), [alias.get(v, v) for v in views]
+    while todo:
+        model_id = todo.pop()
+        if model_id in keep or model_id not in state:
+            continue
+        keep.add(model_id)
+        todo += _MODEL_REF.findall(json.dumps(state[model_id]["state"]))
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view:
+                view["model_id"] = alias.get(view["model_id"], view["model_id"])
+    nb.metadata["widgets"][WIDGET_STATE]["state"] = {k: v for k, v in state.items() if k in keep}
 
 
 # ------------------------------------------------------------------------------------ vendoring
@@ -337,20 +554,97 @@ def vendor_widgets(dest: Path = VENDOR_DIR / "widgets", out=sys.stdout) -> Path:
 # ------------------------------------------------------------------------------------ building
 
 
-def stage(profile: str) -> Path:
-    """Assemble the book sources of ``profile`` in ``build/<profile>/src``.
+def source_commit(name: str, profile: str, recorded: dict[str, Any]) -> str | None:
+    """The commit whose code a chapter's recorded run ran: the commit it ran at when its inputs had no uncommitted
+    changes; else the newest commit that wrote its results file and holds exactly the inputs the run recorded (the
+    usual case: run, then commit code and results together); else None (the run's code was never committed)."""
+    origin = recorded.get("provenance") or {}
+    if origin.get("commit") and origin.get("dirty_inputs") == []:
+        return origin["commit"]
+    inputs = recorded.get("inputs") or {}
+    files = {k: v for k, v in inputs.items() if ":" not in k and k != "parameters"}
+    code_item = f"notebooks/{name}.ipynb:code"
+    for commit in provenance.commits_touching(results_path(profile, name), limit=20):
+        if provenance.blobs_at(commit, files) != files:
+            continue
+        text = provenance.show(commit, f"notebooks/{name}.ipynb")
+        if code_item in inputs and (text is None or _sha([c["source"] if isinstance(c["source"], str)
+                                                          else "".join(c["source"]) for c in json.loads(text)["cells"]
+                                                          if c["cell_type"] == "code"]) != inputs[code_item]):
+            continue
+        return commit
+    return None
 
-    Each executed chapter is copied with what the reader needs first: a box of its claims and verdicts after the
-    title, code cells collapsed behind a toggle (``hide-input``; a cell tagged ``show-input`` stays open), and the
-    parameters papermill injected summarised in one line (the notebook's own default parameters cell is removed).
+
+def _with_current_prose(executed, source) -> None:
+    """Put the source notebook's markdown cells into an executed copy of the same code (in place): prose edits show
+    without a re-run. Left alone when the code cells differ (a stale chapter keeps the prose of its run)."""
+    runs = [c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if code_cells(source) != [c.source for c in runs if c.cell_type == "code"]:
+        return
+    ran = iter(c for c in runs if c.cell_type == "code")
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    cells = []
+    for cell in source.cells:
+        if cell.cell_type == "code":
+            cells.append(next(ran))
+            if "parameters" in cell.metadata.get("tags", []):
+                cells += injected
+        else:
+            cells.append(cell)
+    executed.cells = cells
+
+
+def chapter_page(name: str, profile: str, results: dict[str, Any]) -> tuple[Any, str]:
+    """The notebook a chapter's page is made of, and a MyST notice for its top ("" for a fresh chapter).
+
+    The executed copy of the recorded run, with the source's current prose; a chapter whose executed copy is not
+    there is its source notebook without outputs, and says so.
+
+    Raises:
+        BookError: the executed copy and the results file come from different runs (their keys differ).
+    """
+    import nbformat
+
+    source = _read_source(name)
+    executed = executed_path(profile, name)
+    recorded = results.get(name)
+    if not executed.is_file():
+        where = (f"its numbers on the claims page are those of `results/{profile}/{name}.json` "
+                 f"(run of {recorded.get('finished', '?')})" if recorded else "it has no recorded results yet")
+        return source, (f"```{{warning}}\nThis chapter has not been run under the **{profile}** profile since its "
+                        f"executed notebook was first kept beside its results, so this page shows its code without "
+                        f"outputs; {where}. `make regenerate` runs it.\n```")
+    nb = nbformat.read(executed, as_version=4)
+    nb_key = nb.metadata.get("amodalkit", {}).get("cache_key")
+    if recorded is None or recorded.get("cache_key") != nb_key:
+        raise BookError(f"{executed} and {results_path(profile, name)} come from different runs (keys "
+                        f"{str(nb_key)[:12]} and {str((recorded or {}).get('cache_key'))[:12]}): re-run the chapter "
+                        f"(`python -m amodalkit book run --profile {profile} --only {name}`) or restore both files "
+                        f"from one commit")
+    _with_current_prose(nb, source)
+    params = profiles.resolve(name, profile) if profile in profiles.PROFILES else recorded.get("parameters", {})
+    changes = changed_inputs(recorded, chapter_inputs(name, params), params)
+    if not changes:
+        return nb, ""
+    commit = source_commit(name, profile, recorded)
+    since = f"its run at commit `{commit[:10]}`" if commit else f"its run of {recorded.get('finished', '?')}"
+    return nb, (f"```{{warning}}\nThis chapter is **stale**: since {since}, these changed: {'; '.join(changes)}. "
+                f"Its numbers, figures and verdicts are those of that run; `make regenerate` runs it again.\n```")
+
+
+def stage(profile: str) -> Path:
+    """Assemble the book sources of ``profile`` in ``build/<profile>/src``, from what is recorded (nothing runs).
+
+    Each chapter (:func:`chapter_page`) is copied with what the reader needs first: a notice when it is stale or
+    not run, a box of its claims and verdicts after the title, code cells collapsed behind a toggle (``hide-input``;
+    a cell tagged ``show-input`` stays open), the parameters papermill injected summarised in one line with the
+    run's commit and device (the notebook's own default parameters cell is removed), and its verdict table rendered
+    again from its results.
     """
     import nbformat
 
     names = notebook_names()
-    missing = [n for n in names if not executed_path(profile, n).is_file()]
-    if missing:
-        raise BookError(f"no executed copy of {missing} under profile {profile!r}: "
-                        f"run `python -m amodalkit book run --profile {profile}` first")
     src = BUILD_DIR / profile / "src"
     if src.exists():
         shutil.rmtree(src)
@@ -361,8 +655,8 @@ def stage(profile: str) -> Path:
     replica_results = load_results(replica_dir) if replica_dir.is_dir() else None
     replica = replica_verdicts(results, replica_results)[0] if replica_results else None
     for name in names:
-        nb = nbformat.read(executed_path(profile, name), as_version=4)
-        prepare_chapter(nb, name, profile, results, replica)
+        nb, notice = chapter_page(name, profile, results)
+        prepare_chapter(nb, name, profile, results, replica, notice)
         nbformat.write(nb, src / "chapters" / f"{name}.ipynb")
     (src / "claims.md").write_text(claims_markdown(results, profile, set(names), replica_results, REPLICA_LABEL,
                                                    f"results/{replica_dir.name}/"))
@@ -370,10 +664,25 @@ def stage(profile: str) -> Path:
     return src
 
 
-def prepare_chapter(nb, name: str, profile: str, results: dict[str, Any], replica: dict[str, str] | None) -> None:
-    """Edit an executed notebook (in place) for the book: see :func:`stage`."""
+def run_line(name: str, profile: str, meta: dict[str, Any], commit: str | None) -> str:
+    """The one line under a chapter's parameters: :func:`amodalkit.profiles.summary` plus where the run was made."""
+    line = profiles.summary(name, meta.get("parameters", {}), meta.get("profile", profile), meta.get("wall_time_s"),
+                            meta.get("training"))
+    origin = meta.get("provenance") or {}
+    where = [f"on {meta['finished'][:10]}"] if meta.get("finished") else []
+    if origin.get("device"):
+        where.append(f"on {origin['device']}")
+    where.append(f"with the code of commit `{commit[:10]}`" if commit else "with code that was not committed")
+    return line.removesuffix(".") + "; run " + " ".join(where) + "."
+
+
+def prepare_chapter(nb, name: str, profile: str, results: dict[str, Any], replica: dict[str, str] | None,
+                    notice: str = "") -> None:
+    """Edit a chapter's notebook (in place) for the book: see :func:`stage`."""
     import nbformat
 
+    meta = nb.metadata.get("amodalkit", {})
+    commit = source_commit(name, profile, results[name]) if name in results and meta else None
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -383,23 +692,30 @@ def prepare_chapter(nb, name: str, profile: str, results: dict[str, Any], replic
         elif not {"show-input", "remove-input", "remove-cell", "hide-input"} & set(tags):
             tags.append("hide-input")
         if "injected-parameters" in tags:
-            meta = nb.metadata.get("amodalkit", {})
-            line = profiles.summary(name, meta.get("parameters", {}), meta.get("profile", profile), meta.get("wall_time_s"),
-                                    meta.get("training"))
+            line = run_line(name, profile, meta, commit)
             cell.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": line, "text/plain": line})]
-    box = chapter_box_html(results, name, replica, REPLICA_LABEL)
-    if box:  # right under the title: the title line of the first markdown cell is split off
-        at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), None)
-        if at is None:  # no markdown at all: the box goes first
-            nb.cells.insert(0, nbformat.v4.new_markdown_cell("```{raw} html\n" + box + "\n```"))
-            return
-        first = nb.cells[at]
-        if first.source.startswith("# "):
-            title, _, rest = first.source.partition("\n")
-            first.source = title
-            if rest.strip():
-                nb.cells.insert(at + 1, nbformat.v4.new_markdown_cell(rest.strip("\n")))
-        nb.cells.insert(at + 1, nbformat.v4.new_markdown_cell("```{raw} html\n" + box + "\n```"))
+        if "show_verdicts(" in cell.source and name in results:
+            # the verdicts as the claims page computes them now (the rules may have changed since the run)
+            table = verdicts_html({name: results[name]}, claims_for(name))
+            cell.outputs = [o for o in cell.outputs if o.output_type == "stream"] + [
+                nbformat.v4.new_output("display_data", data={"text/html": table})]
+    top = [("```{raw} html\n" + box + "\n```") for box in [chapter_box_html(results, name, replica, REPLICA_LABEL)] if box]
+    if notice:
+        top.insert(0, notice)
+    if not top:
+        return
+    # right under the title: the title line of the first markdown cell is split off
+    at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), None)
+    if at is None:  # no markdown at all: the notice and box go first
+        nb.cells[:0] = [nbformat.v4.new_markdown_cell(t) for t in top]
+        return
+    first = nb.cells[at]
+    if first.source.startswith("# "):
+        title, _, rest = first.source.partition("\n")
+        first.source = title
+        if rest.strip():
+            nb.cells.insert(at + 1, nbformat.v4.new_markdown_cell(rest.strip("\n")))
+    nb.cells[at + 1:at + 1] = [nbformat.v4.new_markdown_cell(t) for t in top]
 
 
 def build(profile: str = "quick", out=sys.stdout) -> Path:

@@ -28,12 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from typing import TYPE_CHECKING
-
 from .ops import crop_to_box, mask_boxes, paste_from_box, synthetic_occlusion  # B placed as in Amodal-VAE's stage 2
-
-if TYPE_CHECKING:
-    from .savos.model import TrackBatch
 
 
 class PCNetM(nn.Module):
@@ -176,28 +171,3 @@ def weighted_deocclusion_loss(logits: torch.Tensor, target: torch.Tensor, eraser
     """Self-Deocclusion's loss: BCE weighted ``inside`` in the eraser and 1 outside, mean over pixels."""
     weight = 1 + (inside - 1) * eraser
     return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).mean()
-
-
-def deocclusion_window_loss(model: nn.Module, batch: TrackBatch, generator: torch.Generator) -> torch.Tensor:
-    """Self-Deocclusion's self-supervision for either architecture (Table 2's first two rows).
-
-    PCNet-M sees [cut mask, eraser] per frame. The SaVos network sees the window with the cut
-    masks, the RGB crop painted one random colour inside the eraser (something else is there) and
-    the flow zeroed there; its completer's output of every frame (both passes) must give the uncut mask.
-    """
-    from .savos.model import SaVosNet, _flip  # here: the SaVos package imports this module
-
-    cut, eraser = erasers(batch.visible, generator)
-    if isinstance(model, SaVosNet):
-        colour = (torch.rand(len(cut), 3, generator=generator) - 0.5).to(cut.device)[:, None, :, None, None]
-        inside = (eraser * (cut < batch.visible).float() + eraser * (batch.visible < 0.5).float()).clamp(0, 1)[:, :, None]
-        frames = batch.frames * (1 - inside) + colour * inside
-        fwd_flow, bwd_flow = batch.flow_fwd * (1 - inside), batch.flow_bwd * (1 - inside)
-        logits = model.direction(frames, cut, fwd_flow).mask_logits
-        loss = weighted_deocclusion_loss(logits, batch.visible, eraser)
-        if model.variant.bidirectional:
-            back = _flip(model.direction(_flip(frames), _flip(cut), _flip(bwd_flow)).mask_logits)
-            loss = (loss + weighted_deocclusion_loss(back, batch.visible, eraser)) / 2
-        return loss
-    x = torch.stack([cut, eraser], 2).flatten(0, 1)
-    return weighted_deocclusion_loss(model(x)[:, 0], batch.visible.flatten(0, 1), eraser.flatten(0, 1))

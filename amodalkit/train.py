@@ -30,8 +30,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import progress
-from .results import TRAINING_LOG_ENV, atomic_write_text
+from . import progress, provenance
+from .results import TRAINING_LOG_ENV, atomic_write_json, atomic_write_text
 
 
 class TrainingError(RuntimeError):
@@ -247,6 +247,11 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         log_path: a JSON file rewritten (atomically) at every validation, checkpoint and at the end with the
             history so far (the loss curve) and ``meta``.
 
+    The final checkpoint also holds a ``record`` (:func:`training_record`: the commit and package version that
+    trained it, whether the code had uncommitted changes, the steps and the validation score its selection used),
+    and the same record with ``meta`` is written beside it as ``<checkpoint>.json`` (what ``python -m amodalkit
+    models`` lists) and into ``log_path``.
+
     Distributed (torchrun): when a process group is up, each rank draws its own batch with the generator of
     (seed, step, rank) (the recipe's batch is then the per-rank batch: global batch / world size), the model runs
     under DistributedDataParallel (gradients averaged over ranks; on CUDA BatchNorm becomes SyncBatchNorm, on the
@@ -273,6 +278,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_loss": []}
     best = (math.inf, 0, None)  # (val loss, step, state)
     start = 0
+    started = provenance.describe()  # the code that began this run (kept in the partial checkpoint)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     partial = _partial_path(checkpoint) if checkpoint is not None else None
     if partial is not None and partial.is_file():
@@ -289,19 +295,22 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
         else:
             history, start = saved["history"], saved["step"]
             best = (saved["best_val"], saved["best_step"], saved["best_model"])
+            started = saved.get("started", started)
 
     def save_partial(done: int) -> None:
         if rank != 0:
             return
         if partial is not None:
             atomic_save(dict(model=_cpu_state(model), optimizer=optimizer.state_dict(), history=history, step=done,
-                             best_val=best[0], best_step=best[1], best_model=best[2], **(meta or {})), partial)
+                             best_val=best[0], best_step=best[1], best_model=best[2], started=started,
+                             **(meta or {})), partial)
         write_log(done)
 
-    def write_log(done: int) -> None:
+    def write_log(done: int, record: dict | None = None) -> None:
         if log_path is not None and rank == 0:
+            extra = {} if record is None else dict(record=record)
             atomic_write_text(Path(log_path), json.dumps(dict(meta or {}, steps_done=done, steps=steps,
-                                                              history=history), default=str) + "\n")
+                                                              history=history, **extra), default=str) + "\n")
 
     def run_validation(done: int) -> None:
         nonlocal best
@@ -385,16 +394,37 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, int, torch.Generator],
     else:
         best_step = done
     result = TrainResult(model=model, history=history, best_step=best_step)
+    record = training_record(result, done, select if validate is not None else "last", started)
     if checkpoint is not None and rank == 0:
-        atomic_save(dict(model=_cpu_state(model), history=history, best_step=best_step, **(meta or {})), checkpoint)
+        atomic_save(dict(model=_cpu_state(model), history=history, best_step=best_step, record=record,
+                         **(meta or {})), checkpoint)
+        atomic_write_json(record_path(checkpoint), dict(meta or {}, record=record))
         if partial.is_file():
             partial.unlink()
-    write_log(done)
+    write_log(done, record)
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()  # the other ranks return once rank 0's files are in place
     return result
+
+
+def training_record(result: TrainResult, steps_done: int, select: str, started: dict) -> dict:
+    """Where a trained model comes from: ``{commit, dirty, version, created}`` of the code that finished it
+    (:func:`amodalkit.provenance.describe`; ``started_at_commit`` too when a resumed run began at another commit),
+    the steps, and the selection: its rule, the selected step and that step's validation loss."""
+    record = dict(provenance.describe(), steps=steps_done, selection=dict(
+        rule="lowest validation loss" if select == "best" else "last step", step=result.best_step,
+        val_loss=result.selected_val_loss))
+    if started.get("commit") != record["commit"]:
+        record["started_at_commit"] = started.get("commit")
+    return record
+
+
+def record_path(checkpoint: Path | str) -> Path:
+    """The JSON record written beside a checkpoint (``<checkpoint>.json``)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name + ".json")
 
 
 def exponential_decay(steps: int, start: float, factor: float) -> Callable[[int], float]:
@@ -531,8 +561,11 @@ def train_cached(name: str, config: dict[str, Any], make_model: Callable[[], nn.
     train_kwargs.setdefault("seed", config.get("seed", 0))
     start = time.perf_counter()
     stored = json.loads(json.dumps(config, default=str))  # kept beside the weights: what trained them
-    result = train(model, loss_fn, checkpoint=path, desc=train_kwargs.pop("desc", name), meta=dict(config=stored),
-                   **train_kwargs)
+    # the chapter and profile whose run trained it, when the book runner says (python -m amodalkit models lists them)
+    origin = {k: os.environ[v] for k, v in (("chapter", "AMODALKIT_CHAPTER"), ("profile", "AMODALKIT_PROFILE"))
+              if os.environ.get(v)}
+    result = train(model, loss_fn, checkpoint=path, desc=train_kwargs.pop("desc", name),
+                   meta=dict(config=stored, name=name, seed=config.get("seed"), **origin), **train_kwargs)
     _log_training(name, False, time.perf_counter() - start)
     return result
 
@@ -545,3 +578,86 @@ def _log_training(name: str, from_cache: bool, seconds: float) -> None:
         with open(target, "a") as handle:
             handle.write(json.dumps(dict(name=name, from_cache=from_cache, seconds=round(seconds, 2))) + "\n")
 
+
+
+# ------------------------------------------------------------------------------------ listing trained models
+
+
+@dataclass
+class ModelEntry:
+    """One trained model as ``python -m amodalkit models`` lists it."""
+
+    method: str
+    name: str
+    profile: str | None
+    seed: int | None
+    steps: int | None
+    val_loss: float | None
+    selection: str | None
+    commit: str | None
+    dirty: bool | None
+    created: str
+    size: int
+    path: Path
+
+
+def _read_record(checkpoint: Path) -> dict:
+    """What a checkpoint says about itself: its ``<checkpoint>.json``, else its own entries (older checkpoints)."""
+    sidecar = record_path(checkpoint)
+    if sidecar.is_file():
+        try:
+            return json.loads(sidecar.read_text())
+        except json.JSONDecodeError:
+            pass
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: listed with what the file name says
+        return {}
+    return {k: v for k, v in saved.items() if k not in ("model", "optimizer", "best_model", "history")} \
+        if isinstance(saved, dict) else {}
+
+
+def list_models(dirs: list[str | Path] = (), *, method: str | None = None, cache: bool = True) -> list[ModelEntry]:
+    """Trained models of the model cache (unless ``cache`` is False) and of the folders ``dirs`` (``train --out``
+    folders, searched recursively for ``*.pt``), newest first; ``method`` keeps one method's (e.g. ``savos``).
+
+    Raises:
+        FileNotFoundError: a folder of ``dirs`` does not exist.
+    """
+    paths: list[Path] = sorted(models_dir().glob("*.pt")) if cache and models_dir().is_dir() else []
+    for folder in map(Path, dirs):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder (expected a `train --out` folder)")
+        paths += sorted(folder.rglob("*.pt"))
+    entries = []
+    for path in paths:
+        meta = _read_record(path)
+        record = meta.get("record") or {}
+        config = meta.get("config") or {}
+        name = meta.get("name") or meta.get("command") or path.stem.rsplit("-", 1)[0]
+        kind = meta.get("method") or name.split("-")[0]
+        if method is not None and method not in (kind, name):
+            continue
+        selection = record.get("selection") or {}
+        created = record.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+        entries.append(ModelEntry(method=kind, name=name, profile=meta.get("profile"),
+                                  seed=meta.get("seed", config.get("seed")),
+                                  steps=record.get("steps", config.get("steps")), val_loss=selection.get("val_loss"),
+                                  selection=selection.get("rule"), commit=record.get("commit"),
+                                  dirty=record.get("dirty"), created=created, size=path.stat().st_size, path=path))
+    return sorted(entries, key=lambda e: e.created, reverse=True)
+
+
+def models_table(entries: list[ModelEntry]) -> str:
+    """The listing as text columns (commit: short hash, ``+`` when the code had uncommitted changes)."""
+    if not entries:
+        return f"no trained models (model cache: {models_dir()})"
+    rows = [("method", "model", "profile", "seed", "steps", "selection score", "commit", "size", "created", "path")]
+    for e in entries:
+        score = "-" if e.val_loss is None else f"{e.val_loss:.4g} ({'best' if e.selection == 'lowest validation loss' else 'last'})"
+        commit = "-" if e.commit is None else e.commit[:10] + ("+" if e.dirty else "")
+        rows.append((e.method, e.name, e.profile or "-", "-" if e.seed is None else str(e.seed),
+                     "-" if e.steps is None else str(e.steps), score, commit, f"{e.size / 2**20:.1f} MiB",
+                     e.created.replace("T", " ").removesuffix("Z"), str(e.path)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)

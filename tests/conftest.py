@@ -1,6 +1,7 @@
 """Shared fixtures: the smoke run of every notebook and the smoke build of the book (once per session)."""
 import os
 
+import nbformat
 import pytest
 
 
@@ -30,3 +31,26 @@ def smoke_book(smoke_run):
     from amodalkit import book
 
     return book.build("smoke")
+
+
+@pytest.fixture
+def scratch_book(tmp_path, monkeypatch):
+    """A throwaway book with its own notebooks, results and build folders."""
+    from amodalkit import book, profiles
+
+    for name in ("NOTEBOOK_DIR", "BOOK_DIR", "RESULTS_DIR", "BUILD_DIR"):
+        monkeypatch.setattr(book, name, tmp_path / name.lower())
+    book.NOTEBOOK_DIR.mkdir()
+    book.BOOK_DIR.mkdir()
+    (book.BOOK_DIR / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/scratch\n")
+    monkeypatch.setitem(profiles.NOTEBOOKS, "scratch", {"divisor": profiles.Param(int, 1, "what to divide by", -5, 5)})
+
+    def write(body: str):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("divisor = 1")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell("x = 1\ny = 2"), nbformat.v4.new_code_cell(body)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, book.NOTEBOOK_DIR / "scratch.ipynb")
+
+    return write

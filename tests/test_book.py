@@ -45,27 +45,6 @@ def test_claims_page_and_html(smoke_book):
     assert "tag_parameters" not in chapter
 
 
-@pytest.fixture
-def scratch_book(tmp_path, monkeypatch):
-    """A throwaway book with its own notebooks, results and build folders."""
-    for name in ("NOTEBOOK_DIR", "BOOK_DIR", "RESULTS_DIR", "BUILD_DIR"):
-        monkeypatch.setattr(book, name, tmp_path / name.lower())
-    book.NOTEBOOK_DIR.mkdir()
-    book.BOOK_DIR.mkdir()
-    (book.BOOK_DIR / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/scratch\n")
-    monkeypatch.setitem(profiles.NOTEBOOKS, "scratch", {"divisor": profiles.Param(int, 1, "what to divide by", -5, 5)})
-
-    def write(body: str):
-        nb = nbformat.v4.new_notebook()
-        params = nbformat.v4.new_code_cell("divisor = 1")
-        params.metadata["tags"] = ["parameters"]
-        nb.cells = [params, nbformat.v4.new_code_cell("x = 1\ny = 2"), nbformat.v4.new_code_cell(body)]
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, book.NOTEBOOK_DIR / "scratch.ipynb")
-
-    return write
-
-
 @pytest.mark.slow
 def test_a_failing_notebook_names_itself_its_cell_and_the_error(scratch_book):
     scratch_book("from amodalkit.results import Recorder\nrec = Recorder('scratch')\nrec.add('q', 1 / divisor, seed=0)\nrec.save()")

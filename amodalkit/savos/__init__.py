@@ -11,13 +11,14 @@ Modules (everything public is re-exported here, so ``savos.predict`` etc. work a
   the model, the losses, ``deocclusion.py`` and ``ops.py``, not by the evaluation);
 * :mod:`.experiments`: predictions in image space, scores, reliance probes and each chapter's setup.
 
-Self-Deocclusion's loss and erasers on SaVos's crops (Table 2's rows) live in :mod:`amodalkit.deocclusion`.
+Self-Deocclusion's loss and erasers live in :mod:`amodalkit.deocclusion`; :func:`.losses.deocclusion_window_loss`
+applies them to SaVos's windows of crops (Table 2's rows).
 """
 from __future__ import annotations
 
 from .losses import (  # noqa: F401
     visibility_weight, warp_sequence, mask_loss, consistency_loss, complete_loss, _pass_consistency,
-    fused_consistency, photometric_loss, savos_loss,
+    fused_consistency, photometric_loss, savos_loss, deocclusion_window_loss,
 )
 from .theory import (  # noqa: F401
     FreeMaskFit, fit_free_masks, theorem_inputs, free_fit_prediction, free_fit_scores, chain_cost_problem,
@@ -40,4 +41,4 @@ from .experiments import (  # noqa: F401
     crop_predictions, Scores, score_tracks, image_predictions, RELIANCE_PROBES, switched_inputs, donor_tracks,
     reliance_probes, rule_predictions, chapter_setup, variant_scores, binary_amodal,
 )
-from ..deocclusion import deocclusion_window_loss, erasers, weighted_deocclusion_loss  # noqa: F401,E402
+from ..deocclusion import erasers, weighted_deocclusion_loss  # noqa: F401,E402

@@ -1,13 +1,17 @@
 """SaVos's losses: W, L_M, L_C (the paper's plain sum or the release's running total), L_complete of App. B, and the
 training loss of a SaVos network on windows of crops (L_M on the fused predictions + L_C + the photometric term).
 
+Self-Deocclusion's loss on the same windows (Table 2's rows) is here too.
+
 Shapes: B batch (objects), T frames, H x W pixels. Masks are float probabilities in [0, 1].
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from ..deocclusion import erasers, weighted_deocclusion_loss
 from ..ops import soft_iou, warp
 from .model import Direction, Prediction, SaVosNet, TrackBatch, _flip, crop_warp, predict
 
@@ -195,3 +199,26 @@ def savos_loss(model: SaVosNet, batch: TrackBatch, *, photometric: float = 0.0) 
     if photometric:
         loss = loss + photometric * photometric_loss(pred.forward, batch)
     return loss
+
+
+def deocclusion_window_loss(model: nn.Module, batch: TrackBatch, generator: torch.Generator) -> torch.Tensor:
+    """Self-Deocclusion's self-supervision for either architecture (Table 2's first two rows).
+
+    PCNet-M sees [cut mask, eraser] per frame. The SaVos network sees the window with the cut
+    masks, the RGB crop painted one random colour inside the eraser (something else is there) and
+    the flow zeroed there; its completer's output of every frame (both passes) must give the uncut mask.
+    """
+    cut, eraser = erasers(batch.visible, generator)
+    if isinstance(model, SaVosNet):
+        colour = (torch.rand(len(cut), 3, generator=generator) - 0.5).to(cut.device)[:, None, :, None, None]
+        inside = (eraser * (cut < batch.visible).float() + eraser * (batch.visible < 0.5).float()).clamp(0, 1)[:, :, None]
+        frames = batch.frames * (1 - inside) + colour * inside
+        fwd_flow, bwd_flow = batch.flow_fwd * (1 - inside), batch.flow_bwd * (1 - inside)
+        logits = model.direction(frames, cut, fwd_flow).mask_logits
+        loss = weighted_deocclusion_loss(logits, batch.visible, eraser)
+        if model.variant.bidirectional:
+            back = _flip(model.direction(_flip(frames), _flip(cut), _flip(bwd_flow)).mask_logits)
+            loss = (loss + weighted_deocclusion_loss(back, batch.visible, eraser)) / 2
+        return loss
+    x = torch.stack([cut, eraser], 2).flatten(0, 1)
+    return weighted_deocclusion_loss(model(x)[:, 0], batch.visible.flatten(0, 1), eraser.flatten(0, 1))

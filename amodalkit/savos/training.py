@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .losses import savos_loss
+from .losses import deocclusion_window_loss, savos_loss
 from .model import VARIANTS, SaVosNet, TrackBatch, Variant, track_batch
 from .world_tracks import WorldTracks
 
@@ -67,8 +67,6 @@ def variant_loss(model: nn.Module, variant: Variant, batch: TrackBatch, generato
                  recipe: SaVosRecipe) -> torch.Tensor:
     """The training loss of a variant on a batch of windows (its own self-supervision)."""
     if variant.loss == "deocclusion":
-        from ..deocclusion import deocclusion_window_loss
-
         return deocclusion_window_loss(model, batch, generator)
     return savos_loss(model, batch, photometric=recipe.photometric)
 
