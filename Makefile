@@ -1,5 +1,6 @@
 # The README's commands: `make book` (the reader's book from what is committed: no training), `make regenerate` (re-run
-# the stale chapters, FORCE=1 all of them, record their wall times, build), `make test`, `make lab`. Each sets up
+# the stale chapters, FORCE=1 all of them, record their wall times, build; REPLICA=1: the same run on the default CPU
+# kernels into results/<profile>-kernel-default), `make test`, `make lab`. Each sets up
 # .venv itself.
 PYTHON ?= python3
 VENV := .venv
@@ -34,7 +35,7 @@ book: venv vendor
 	$(BIN)/python -m amodalkit book build --profile $(PROFILE)
 
 regenerate: venv vendor
-	$(BIN)/python -m amodalkit book run --profile $(PROFILE) --record-times $(if $(FORCE),--force,)
+	$(BIN)/python -m amodalkit book run --profile $(PROFILE) $(if $(REPLICA),--replica,--record-times) $(if $(FORCE),--force,)
 	$(BIN)/python -m amodalkit book build --profile $(PROFILE)
 
 status: venv

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--force", action="store_true", help="re-run even notebooks that are up to date")
     run_p.add_argument("--record-times", action="store_true",
                        help="write the wall time of every chapter that ran into results/book_wall_times.json")
+    run_p.add_argument("--replica", action="store_true",
+                       help="the same run with ATEN_CPU_CAPABILITY=default and a model cache of its own, into "
+                            "results/<profile>-kernel-default (the claims page marks verdicts that differ)")
 
     status_p = actions.add_parser("status", help="which chapters are fresh, stale (and what changed) or not run")
     status_p.add_argument("--profile", default="quick", choices=profiles.profile_names())
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     build_p.add_argument("--profile", default="quick", help="which executed notebooks and results to build from")
 
     actions.add_parser("vendor", help="fetch the pinned widget JavaScript (npm pack)")
+
+    readme_p = actions.add_parser("readme", help="write the README's measured block from the committed results")
+    readme_p.add_argument("--check", action="store_true", help="exit 1 when the block is not what the results give")
 
     claims_parser = commands.add_parser("claims", help="verdicts computed from result folders")
     claims_actions = claims_parser.add_subparsers(dest="action", required=True)
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     def book_action():
         if args.action == "run":
             book.run(args.profile, args.only, {key: _parse_value(value) for key, value in args.param}, args.force,
-                     record_times=args.record_times)
+                     record_times=args.record_times, replica=args.replica)
         elif args.action == "status":
             for chapter in book.status(args.profile):
                 print(f"{chapter.name:22} {chapter.state}" + (": " + "; ".join(chapter.changes) if chapter.changes else ""))
@@ -179,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             book.build(args.profile)
         elif args.action == "vendor":
             book.vendor_widgets()
+        elif args.action == "readme":
+            if not book.write_readme(check=args.check):
+                raise book.BookError("README.md's measured block differs from the committed results: run "
+                                     "`python -m amodalkit book readme`")
 
     return _command(book_action, (profiles.ParameterError,),
                     "nothing half-written was kept (results and executed copies are written atomically)",

@@ -44,6 +44,7 @@ from typing import Any
 from . import profiles, provenance
 from .claims import claims_for
 from .claims_page import chapter_box_html, claims_markdown, replica_verdicts, verdicts_html
+from .prose import ProseError, insert_numbers
 from .results import MEASUREMENTS_ENV, TRAINING_LOG_ENV, atomic_write_json, atomic_write_text, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +59,8 @@ REPLICA_SUFFIX = "-kernel-default"
 REPLICA_LABEL = "ATEN_CPU_CAPABILITY=default"
 # the book's rendering code: what a chapter shows from it is rendered again at build time (see the docstring)
 RENDERING_MODULES = ("amodalkit.claims", "amodalkit.claims_page", "amodalkit.book", "amodalkit.profiles")
+# the profile whose results the book's pages (book/*.md) quote, whichever profile's chapters are built
+PAGES_PROFILE = "quick"
 # the environment variables a notebook run is told its chapter and profile by (the model cache records them)
 CHAPTER_ENV, PROFILE_ENV = "AMODALKIT_CHAPTER", "AMODALKIT_PROFILE"
 
@@ -276,10 +279,12 @@ def run_device() -> str:
 
 
 def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[str, Any] | None = None,
-        force: bool = False, record_times: bool = False, out=sys.stdout) -> list[RunReport]:
+        force: bool = False, record_times: bool = False, replica: bool = False, out=sys.stdout) -> list[RunReport]:
     """Execute notebooks under ``profile``; see the module docstring. Raises :class:`BookError` on failure.
 
     ``record_times``: write each chapter that ran into the profile's wall-time record (:mod:`amodalkit.wall_times`).
+    ``replica``: the same run on PyTorch's default CPU kernels (``ATEN_CPU_CAPABILITY=default``, another floating-point
+    path) with a model cache of its own, into ``results/<profile>-kernel-default/`` (the claims page compares them).
     """
     import nbformat
     import papermill
@@ -296,8 +301,11 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
         names = [n for n in names if n in only]
     # validate every parameter of every selected notebook before any work starts
     params = {name: profiles.resolve(name, profile, overrides) for name in names}
-    out_profile = output_profile(profile, overrides)
-    cache_was_empty = not any(models_dir().glob("*.pt"))
+    out_profile = output_profile(profile, overrides) + (REPLICA_SUFFIX if replica else "")
+    replica_env = {}
+    if replica:  # its own models: the cache keys do not know the kernels, and a shared cache would hand over ours
+        replica_env = {"ATEN_CPU_CAPABILITY": "default", "AMODALKIT_CACHE": str(models_dir().parent / "kernel-default")}
+    cache_was_empty = not any((Path(replica_env["AMODALKIT_CACHE"]) / "models" if replica else models_dir()).glob("*.pt"))
     device = run_device()
     kernel = ensure_kernel()
     reports: list[RunReport] = []
@@ -320,7 +328,7 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
                       dirty_inputs=provenance.uncommitted([i.split(":")[0] for i in inputs if i != "parameters"]))
         start = time.perf_counter()
         env = {MEASUREMENTS_ENV: str(measurements), TRAINING_LOG_ENV: str(training_log), CHAPTER_ENV: name,
-               PROFILE_ENV: out_profile}
+               PROFILE_ENV: out_profile, **replica_env}
         previous = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -447,7 +455,8 @@ def slim_executed(nb) -> None:
     * no per-cell execution metadata (papermill's timings, paths of this machine);
     * no ``text/plain`` beside a richer representation of the same output (the page shows the richer one);
     * figures re-encoded losslessly (RGB when opaque, zlib at its best): the same pixels in fewer bytes;
-    * widget state only for the widgets an output displays (and what they reference), each distinct state once:
+    * widget state only for the widgets an output displays (what they reference, and the links between them), each
+      distinct state once:
       models whose state is identical (the layouts of a clip browser's images, a blank overlay) are merged.
     """
     nb.metadata.pop("papermill", None)
@@ -484,13 +493,18 @@ def slim_executed(nb) -> None:
         alias = {k: merged.get(v, v) for k, v in alias.items()}
         state = {k: json.loads(_MODEL_REF.sub(lambda m: "IPY_MODEL_" + merged.get(m.group(1), m.group(1)),
                                               json.dumps(v))) for k, v in state.items() if k not in merged}
+    refs = {k: set(_MODEL_REF.findall(json.dumps(v["state"]))) for k, v in state.items()}
+    # links (jslink) are referenced by nothing shown, yet they are what makes a shown widget react: kept too
+    links = {k for k, v in state.items() if v.get("model_name", "").endswith("LinkModel")}
     keep, todo = set(), [alias.get(v, v) for v in views]
     while todo:
-        model_id = todo.pop()
-        if model_id in keep or model_id not in state:
-            continue
-        keep.add(model_id)
-        todo += _MODEL_REF.findall(json.dumps(state[model_id]["state"]))
+        while todo:
+            model_id = todo.pop()
+            if model_id in keep or model_id not in state:
+                continue
+            keep.add(model_id)
+            todo += refs[model_id]
+        todo = [k for k in links - keep if refs[k] & keep]
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             view = output.get("data", {}).get(WIDGET_VIEW)
@@ -640,7 +654,8 @@ def stage(profile: str) -> Path:
     not run, a box of its claims and verdicts after the title, code cells collapsed behind a toggle (``hide-input``;
     a cell tagged ``show-input`` stays open), the parameters papermill injected summarised in one line with the
     run's commit and device (the notebook's own default parameters cell is removed), and its verdict table rendered
-    again from its results.
+    again from its results. The ``{{ ... }}`` placeholders of the pages, the chapters' prose and the claims' notes are
+    filled in from the results (:mod:`amodalkit.prose`); one that names no recorded value stops the build.
     """
     import nbformat
 
@@ -654,12 +669,29 @@ def stage(profile: str) -> Path:
     replica_dir = RESULTS_DIR / f"{profile}{REPLICA_SUFFIX}"
     replica_results = load_results(replica_dir) if replica_dir.is_dir() else None
     replica = replica_verdicts(results, replica_results)[0] if replica_results else None
+
+    def numbers(text: str, page: str, of: str = profile) -> str:  # the {{ ... }} placeholders, from the results
+        try:
+            return insert_numbers(text, results if of == profile else load_results(RESULTS_DIR / of),
+                                  results_dir=RESULTS_DIR, profile=of, page=page)
+        except ProseError as err:
+            raise BookError(f"{err} (fill it from results/{of}/ or results/*.json, or change the page)") from None
+
+    for page in sorted(src.glob("*.md")):  # the pages quote the committed quick run, whatever profile is built
+        page.write_text(numbers(page.read_text(), f"book/{page.name}", PAGES_PROFILE))
     for name in names:
         nb, notice = chapter_page(name, profile, results)
         prepare_chapter(nb, name, profile, results, replica, notice)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "markdown":
+                cell.source = numbers(cell.source, f"notebooks/{name}.ipynb (cell {i})")
+            elif "show_verdicts(" in cell.source:  # the claims' notes in the verdict table
+                for output in cell.get("outputs", []):
+                    if "text/html" in output.get("data", {}):
+                        output["data"]["text/html"] = numbers(output["data"]["text/html"], f"the verdicts of {name}")
         nbformat.write(nb, src / "chapters" / f"{name}.ipynb")
-    (src / "claims.md").write_text(claims_markdown(results, profile, set(names), replica_results, REPLICA_LABEL,
-                                                   f"results/{replica_dir.name}/"))
+    (src / "claims.md").write_text(numbers(claims_markdown(results, profile, set(names), replica_results,
+                                                           REPLICA_LABEL, f"results/{replica_dir.name}/"), "the claims page"))
     shutil.copytree(vendor_widgets(), src / "_vendor" / "widgets")
     return src
 
@@ -734,3 +766,75 @@ def build(profile: str = "quick", out=sys.stdout) -> Path:
     size = sum(p.stat().st_size for p in index.parent.rglob("*") if p.is_file())
     print(f"book built: {index} ({size / 2**20:.1f} MiB)", file=out)
     return index
+
+
+# ------------------------------------------------------------------------------------ the README's measured block
+
+
+README = ROOT / "README.md"
+README_BEGIN = ("<!-- measured: begin. Written by `python -m amodalkit book readme` from the committed results; edit that "
+                "command, not this block. -->")
+README_END = "<!-- measured: end -->"
+
+
+def readme_block(profile: str = "quick") -> str:
+    """The README's measured numbers, from the committed results: how long `make book` and `make regenerate` take
+    (per chapter), the size of the committed executed notebooks, the verdicts, and what a re-run on another
+    floating-point path changed."""
+    from collections import Counter
+
+    from .claims import CLAIMS, VERDICTS
+    from .claims_page import _same_runs, measurement_changes
+    from .wall_times import path_for, table_markdown
+
+    results = load_results(RESULTS_DIR / profile)
+    lines = [README_BEGIN, ""]
+    build_time = RESULTS_DIR / "make_book_time.json"
+    if build_time.is_file():
+        b = json.loads(build_time.read_text())
+        lines += [f"`make book` from a fresh clone took {b['seconds'] / 60:.1f} min here ({b['date']}, commit "
+                  f"`{b['commit'][:10]}`: {b['venv_seconds'] / 60:.1f} min of it setting up `.venv`; "
+                  f"`benchmarks/make_book_time.py`); the HTML is {b['html_mib']:.0f} MiB.", ""]
+    times = path_for(profile, RESULTS_DIR)
+    if times.is_file():
+        lines += [f"`make regenerate` re-runs the stale chapters; each chapter's latest run (`{times.relative_to(ROOT)}`; "
+                  "minutes on this machine, 2 cores and no GPU; the budgets are for a run from an empty model cache):",
+                  "", table_markdown(json.loads(times.read_text())), ""]
+    executed = sorted((RESULTS_DIR / profile).glob("*.ipynb"))
+    size = sum(p.stat().st_size for p in executed)
+    lines += [f"The executed notebooks kept in `results/{profile}/` take {size / 2**20:.1f} MiB ({len(executed)} of "
+              f"{len(notebook_names())} chapters).", ""]
+    count = Counter(c.verdict(results) for c in CLAIMS)
+    lines += [f"Verdicts in `results/{profile}/`: " + ", ".join(f"{count[v]} {v}" for v in VERDICTS if count[v])
+              + f" (of {len(CLAIMS)}).", ""]
+    replica_dir = RESULTS_DIR / f"{profile}{REPLICA_SUFFIX}"
+    if replica_dir.is_dir():
+        replica_results = load_results(replica_dir)
+        same, stale = _same_runs(results, replica_results)
+        changed, compared = measurement_changes({nb: r for nb, r in results.items() if nb in same}, replica_results)
+        flips = [(c.id, c.verdict(results), c.verdict(replica_results)) for c in CLAIMS if c.notebook in same
+                 and c.verdict(results) != c.verdict(replica_results)]
+        lines += [f"The re-run with {REPLICA_LABEL} (`results/{replica_dir.name}/`): {len(same)} of {len(results)} "
+                  f"chapters ran the same inputs in both; in them {changed} of {compared} per-seed measurements differ "
+                  f"and {len(flips)} of {sum(c.notebook in same for c in CLAIMS)} verdicts"
+                  + (": " + "; ".join(f"`{cid}` {a} / {b}" for cid, a, b in flips) if flips else "")
+                  + (f". Not compared (run with other inputs): {', '.join(stale)}." if stale else "."), ""]
+    return "\n".join(lines + [README_END])
+
+
+def write_readme(profile: str = "quick", check: bool = False) -> bool:
+    """Write :func:`readme_block` between the README's markers; ``check``: only say whether it is current.
+
+    Raises:
+        BookError: the README has no markers.
+    """
+    text = README.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise BookError(f"{README} has no measured block: put the lines {README_BEGIN!r} and {README_END!r} where it "
+                        f"goes")
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    new = text[:start] + readme_block(profile) + text[end:]
+    if check:
+        return new == text
+    atomic_write_text(README, new)
+    return True

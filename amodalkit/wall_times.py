@@ -24,6 +24,7 @@ PAPERS = {"savos_": ("SaVos", 75), "vae_": ("Amodal-VAE", 40), "crw_": ("CRW", 2
 TOTAL_BUDGET_MIN = 240
 BUDGETS = {paper: budget for paper, budget in PAPERS.values()}
 BUDGETS["data and theory"] = TOTAL_BUDGET_MIN - sum(BUDGETS.values())
+ORDER = ("data and theory", "SaVos", "Amodal-VAE", "CRW", "STEm-Seg", "Mask-VOS")  # the book's order
 ROW_FIELDS = ("wall_time_s", "trained", "loaded", "train_seconds")
 
 
@@ -43,14 +44,17 @@ def path_for(profile: str, results_dir: Path) -> Path:
 
 def summarise(chapters: dict[str, dict], profile: str) -> dict:
     """The record of a profile from its chapter rows: the rows, sums per paper (with their budgets) and the total."""
-    papers: dict[str, dict] = {}
+    papers: dict[str, dict] = {paper: None for paper in ORDER}  # the book's order; papers without rows dropped below
     for name, row in sorted(chapters.items()):
-        paper = papers.setdefault(row["paper"], dict({k: 0 for k in ROW_FIELDS}, chapters=0, from_empty_cache=0,
-                                                     budget_min=BUDGETS.get(row["paper"]) if profile == "quick" else None))
+        if papers.get(row["paper"]) is None:
+            papers[row["paper"]] = dict({k: 0 for k in ROW_FIELDS}, chapters=0, from_empty_cache=0,
+                                        budget_min=BUDGETS.get(row["paper"]) if profile == "quick" else None)
+        paper = papers[row["paper"]]
         for k in ROW_FIELDS:
             paper[k] = round(paper[k] + row[k], 2)
         paper["chapters"] += 1
         paper["from_empty_cache"] += bool(row.get("model_cache_empty_at_start"))
+    papers = {k: v for k, v in papers.items() if v is not None}
     return dict(profile=profile, chapters=dict(sorted(chapters.items())), papers=papers,
                 total_wall_time_s=round(sum(r["wall_time_s"] for r in chapters.values()), 2),
                 total_budget_min=TOTAL_BUDGET_MIN if profile == "quick" else None)

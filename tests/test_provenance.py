@@ -109,12 +109,15 @@ def test_slim_executed_keeps_each_shown_widget_state_once():
         "lay1": _widget("LayoutModel", {"width": None}),
         "lay2": _widget("LayoutModel", {"width": None}),
         "orphan": _widget("ImageModel", {"layout": "IPY_MODEL_lay1"}, [{"data": "BBB", "path": ["value"]}]),
+        "link": _widget("LinkModel", {"source": ["IPY_MODEL_box", "value"], "target": ["IPY_MODEL_img1", "index"]}),
     }
     nb.metadata["widgets"] = {book.WIDGET_STATE: {"state": state, "version_major": 2, "version_minor": 0}}
     book.slim_executed(nb)
     kept = nb.metadata["widgets"][book.WIDGET_STATE]["state"]
     # the two identical layouts become one, which makes the two images identical: one of each is left
-    assert sorted(m["model_name"] for m in kept.values()) == ["ImageModel", "LayoutModel", "LayoutModel", "VBoxModel"]
+    # the link between shown widgets stays (nothing shown references it, but it makes them react); the orphan goes
+    assert sorted(m["model_name"] for m in kept.values()) == ["ImageModel", "LayoutModel", "LayoutModel", "LinkModel",
+                                                             "VBoxModel"]
     children = kept["box"]["state"]["children"]
     assert children[0] == children[1] and children[0].removeprefix("IPY_MODEL_") in kept
     assert "papermill" not in nb.metadata and "papermill" not in nb.cells[0].metadata
