@@ -190,6 +190,8 @@ def test_claims_page_shows_failing_gate_values_beside_not_testable():
          for v, x in (("full", [0.5, 0.52, 0.51]), ("no_temporal", [0.4, 0.41, 0.42]))}
     m.update({f"{w}.reliance.history": {"values": [0.003, 0.05, 0.04], "seeds": seeds} for w in ("fishbowl", "street")})
     r = {"savos_ablations": {"measurements": m}}
+    assert CLAIMS_BY_ID["savos.t1.temporal"].verdict(r) == NOT_RUN  # the own-history gate is not recorded
+    m.update({f"{w}.reliance.own_history": {"values": [0.03, 0.05, 0.04], "seeds": seeds} for w in ("fishbowl", "street")})
     assert CLAIMS_BY_ID["savos.t1.temporal"].verdict(r) == NOT_TESTABLE
     row = _row(claims_markdown(r, "quick", {"savos_ablations"}), "savos.t1.temporal")
     assert "⊘ not testable at this budget" in row and "gate <code>fishbowl.reliance.history</code>: 0.031 ± 0.02" in row

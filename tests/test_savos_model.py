@@ -3,6 +3,7 @@ SaVos's metrics; and one training step of every row at the paper's sizes."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from amodalkit import savos
 from amodalkit.data.tracks import crop, crop_flow
@@ -308,6 +309,41 @@ def test_history_swap_with_the_own_history_changes_nothing():
     assert torch.allclose(swapped[:, 0], model.history_states(e)[:, 0], atol=1e-6)
 
 
+def test_without_past_each_state_is_the_lstm_after_that_frame_alone():
+    torch.manual_seed(0)
+    model = savos.SaVosNet((16, 32), 4).eval()
+    batch = random_batch(t=5)
+    with torch.no_grad():
+        e = model.embed(batch.frames, batch.visible, batch.flow_fwd)
+        with savos.without_past(model):
+            alone = model.history_states(e)
+        by_hand = torch.stack([model.temporal(e[:, t:t + 1])[0][:, 0] for t in range(5)], 1)
+        full = model.history_states(e)
+    assert not model.no_past  # restored
+    assert torch.allclose(alone, by_hand, atol=1e-6)
+    assert torch.allclose(alone[:, 0], full[:, 0], atol=1e-6)  # frame 0 has no past either way
+    assert not torch.allclose(alone[:, 1:], full[:, 1:], atol=1e-4)  # later frames lose theirs
+
+
+def test_the_supervised_loss_is_the_bce_of_the_completers_output_against_the_amodal_masks():
+    torch.manual_seed(0)
+    batch = random_batch(t=4)
+    net = savos.SaVosNet((16, 32), 4, savos.VARIANTS["supervised"])
+    with torch.no_grad():
+        fwd = net.direction(batch.frames, batch.visible, batch.flow_fwd).mask_logits
+        bwd = net.direction(batch.frames.flip(1), batch.visible.flip(1), batch.flow_bwd.flip(1)).mask_logits.flip(1)
+        expected = (F.binary_cross_entropy_with_logits(fwd, batch.amodal)
+                    + F.binary_cross_entropy_with_logits(bwd, batch.amodal)) / 2
+        assert torch.allclose(savos.supervised_window_loss(net, batch), expected)
+    from amodalkit.deocclusion import PCNetM
+
+    pcnet = PCNetM(4)
+    with torch.no_grad():
+        logits = pcnet(torch.stack([batch.visible, batch.others], 2).flatten(0, 1))[:, 0]
+        assert torch.allclose(savos.supervised_window_loss(pcnet, batch),
+                              F.binary_cross_entropy_with_logits(logits, batch.amodal.flatten(0, 1)))
+
+
 def test_switched_inputs_equal_the_ablated_variant_and_are_restored():
     torch.manual_seed(0)
     model = savos.SaVosNet((16, 32), 4).eval()
@@ -333,5 +369,5 @@ def test_reliance_probes_of_a_per_frame_model_find_no_history():
     torch.manual_seed(0)
     per_frame = savos.SaVosNet((16, 32), 4, savos.Variant(temporal=False))
     probes = savos.reliance_probes(per_frame, data)
-    assert probes["history"] == 0.0  # no temporal module: nothing to swap
-    assert set(probes) == {"intact", "history", "flow", "image"} and 0 <= probes["intact"] <= 1
+    assert probes["history"] == 0.0 and probes["own_history"] == 0.0  # no temporal module: no past to swap or drop
+    assert set(probes) == {"intact", "history", "own_history", "flow", "image"} and 0 <= probes["intact"] <= 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .losses import (  # noqa: F401
     visibility_weight, warp_sequence, mask_loss, consistency_loss, complete_loss, _pass_consistency,
-    fused_consistency, photometric_loss, savos_loss, deocclusion_window_loss,
+    fused_consistency, photometric_loss, savos_loss, deocclusion_window_loss, supervised_window_loss,
 )
 from .theory import (  # noqa: F401
     FreeMaskFit, fit_free_masks, theorem_inputs, free_fit_prediction, free_fit_scores, chain_cost_problem,
@@ -39,6 +39,6 @@ from .training import (  # noqa: F401
 )
 from .experiments import (  # noqa: F401
     crop_predictions, Scores, score_tracks, image_predictions, RELIANCE_PROBES, switched_inputs, donor_tracks,
-    reliance_probes, rule_predictions, chapter_setup, variant_scores, binary_amodal,
+    reliance_probes, without_past, rule_predictions, chapter_setup, variant_scores, binary_amodal,
 )
 from ..deocclusion import erasers, weighted_deocclusion_loss  # noqa: F401,E402

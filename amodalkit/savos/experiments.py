@@ -21,19 +21,22 @@ def crop_predictions(model: nn.Module, variant: Variant, track, donor=None) -> n
     """(N, h, w) amodal probabilities of every frame of a track in its crops.
 
     SaVos-loss rows: the fused prediction (frames 1..N-2 have both passes; each frame's prediction
-    is made without its own visible mask). Self-Deocclusion-loss rows: the completer's output of
+    is made without its own visible mask). Self-Deocclusion-loss and supervised rows: the completer's output of
     each frame (the SaVos network) or PCNet-M's completion from [visible mask, other objects' masks], as the
-    release takes it (above 0.2, given as 0 or 1).
+    release takes it (above 0.2, given as 0 or 1; a supervised PCNet-M's probability).
     donor: another track whose frames replace each frame's history (SaVos networks; see :func:`reliance_probes`).
     """
     dev = next(model.parameters()).device
     model.eval()
     batch = track_batch([track]).to(dev)
-    if variant.architecture == "pcnet":  # the release's completion: probability above 0.2, as 0 / 1
+    if variant.architecture == "pcnet":
         x = torch.stack([batch.visible[0], batch.others[0]], 1)
-        return amodal_masks(torch.sigmoid(model(x))[:, 0]).float().cpu().numpy()
+        prob = torch.sigmoid(model(x))[:, 0]
+        if variant.loss == "supervised":  # trained on the truth: its probability, scored as every other
+            return prob.cpu().numpy()
+        return amodal_masks(prob).float().cpu().numpy()  # the release's completion: probability above 0.2, as 0 / 1
     pred = predict(model, batch, None if donor is None else cycled_batch(donor, len(track.frame_index)).to(dev))
-    out = pred.masks if variant.loss == "deocclusion" else pred.fused
+    out = pred.masks if variant.loss in ("deocclusion", "supervised") else pred.fused
     return out[0].cpu().numpy()
 
 
@@ -107,6 +110,8 @@ def image_predictions(model: nn.Module, variant: Variant, data: WorldTracks, don
 
 RELIANCE_PROBES = {
     "history": "each frame's history (the frames before it, in each pass) taken from a track of another clip",
+    "own_history": "no history at all: each frame's temporal state computed from that frame alone (what the model's "
+                   "own past is worth, where the swap measures how much a wrong past misleads it)",
     "flow": "the flow input zeroed (network input and base flow, as in the no_flow row)",
     "image": "the RGB input zeroed (as in the no_image row)",
 }
@@ -125,6 +130,18 @@ def switched_inputs(model: SaVosNet, **switches: bool):
         yield model
     finally:
         model.variant = saved
+
+
+@contextmanager
+def without_past(model: SaVosNet):
+    """The own-history probe: inside the block each frame's temporal state is the LSTM's state after that frame alone
+    (from a zero state), so the model completes every frame without its past."""
+    saved = model.no_past
+    model.no_past = True
+    try:
+        yield model
+    finally:
+        model.no_past = saved
 
 
 def donor_tracks(data: WorldTracks) -> list:
@@ -149,7 +166,8 @@ def reliance_probes(model: SaVosNet, data: WorldTracks) -> dict[str, float]:
     show what the input is worth: these drops are the gates of the ablation claims.
 
     Returns:
-        {"intact": mIoU, "history": drop, "flow": drop, "image": drop}; a drop is intact minus probed.
+        {"intact": mIoU, "history": drop, "own_history": drop, "flow": drop, "image": drop}; a drop is intact minus
+        probed ("own_history": the gain of the model's own past over none).
     """
     if not isinstance(model, SaVosNet):
         raise ValueError(f"reliance_probes: needs a SaVos network, got {type(model).__name__}")
@@ -160,6 +178,8 @@ def reliance_probes(model: SaVosNet, data: WorldTracks) -> dict[str, float]:
 
     intact = miou()
     out = {"intact": intact, "history": intact - miou(donors=donor_tracks(data))}
+    with without_past(model):
+        out["own_history"] = intact - miou()
     for probe, switch in (("flow", "flow_input"), ("image", "image_input")):
         with switched_inputs(model, **{switch: False}):
             out[probe] = intact - miou()

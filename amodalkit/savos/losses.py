@@ -1,7 +1,7 @@
 """SaVos's losses: W, L_M, L_C (the paper's plain sum or the release's running total), L_complete of App. B, and the
 training loss of a SaVos network on windows of crops (L_M on the fused predictions + L_C + the photometric term).
 
-Self-Deocclusion's loss on the same windows (Table 2's rows) is here too.
+Self-Deocclusion's loss on the same windows (Table 2's rows) and the supervised upper bound's are here too.
 
 Shapes: B batch (objects), T frames, H x W pixels. Masks are float probabilities in [0, 1].
 """
@@ -222,3 +222,18 @@ def deocclusion_window_loss(model: nn.Module, batch: TrackBatch, generator: torc
         return loss
     x = torch.stack([cut, eraser], 2).flatten(0, 1)
     return weighted_deocclusion_loss(model(x)[:, 0], batch.visible.flatten(0, 1), eraser.flatten(0, 1))
+
+
+def supervised_window_loss(model: nn.Module, batch: TrackBatch) -> torch.Tensor:
+    """The supervised upper bound's loss: BCE of the completer's output of every frame (both passes of a
+    bidirectional SaVos network, or PCNet-M on [visible mask, other objects' masks]) against the amodal ground truth
+    in the frame's crop, mean over pixels. Uses ground truth: a diagnostic of the architecture, not SaVos."""
+    if isinstance(model, SaVosNet):
+        logits = model.direction(batch.frames, batch.visible, batch.flow_fwd).mask_logits
+        loss = F.binary_cross_entropy_with_logits(logits, batch.amodal)
+        if model.variant.bidirectional:
+            back = _flip(model.direction(_flip(batch.frames), _flip(batch.visible), _flip(batch.flow_bwd)).mask_logits)
+            loss = (loss + F.binary_cross_entropy_with_logits(back, batch.amodal)) / 2
+        return loss
+    x = torch.stack([batch.visible, batch.others], 2).flatten(0, 1)
+    return F.binary_cross_entropy_with_logits(model(x)[:, 0], batch.amodal.flatten(0, 1))

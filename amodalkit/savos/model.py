@@ -97,7 +97,9 @@ class Variant:
         find the motion from the image and mask crops alone; Table 3 row 1).
     image_input: the RGB crop is an input (off: zeros; Table 3 row 2).
     loss: "savos" (L_M + L_C) or "deocclusion" (Self-Deocclusion's self-supervision on the
-        completer's output, Table 2 row 2; see :func:`deocclusion_window_loss`).
+        completer's output, Table 2 row 2; see :func:`deocclusion_window_loss`), or "supervised" (the completer's
+        output against the amodal ground truth: an upper bound for the architecture, never a row of the paper's
+        tables; see :func:`supervised_window_loss`).
     architecture: "savos" or "pcnet" (Self-Deocclusion's PCNet-M on the same crops, Table 2 row 1).
     matched_capacity: PCNet-M only: widen it until it has at least as many parameters as the SaVos network of the
         same recipe (Table 2 at matched size; see :func:`amodalkit.savos.matched_pcnet_width`).
@@ -115,7 +117,7 @@ class Variant:
 
     def __post_init__(self):
         for field, value, allowed in (("consistency_form", self.consistency_form, ("release", "paper")),
-                                      ("loss", self.loss, ("savos", "deocclusion")),
+                                      ("loss", self.loss, ("savos", "deocclusion", "supervised")),
                                       ("architecture", self.architecture, ("savos", "pcnet"))):
             if value not in allowed:
                 raise ValueError(f"Variant: {field} must be one of {allowed}, got {value!r}")
@@ -136,6 +138,11 @@ VARIANTS: dict[str, Variant] = {
                                      architecture="pcnet"),
     "deocc_arch_matched": Variant(consistency=False, bidirectional=False, temporal=False, loss="deocclusion",
                                   architecture="pcnet", matched_capacity=True),
+    # supervised upper bounds (the ladder benchmark): what each architecture learns when the loss is not in the way
+    "supervised": Variant(consistency=False, loss="supervised"),
+    "supervised_no_temporal": Variant(consistency=False, temporal=False, loss="supervised"),
+    "pcnet_supervised": Variant(consistency=False, bidirectional=False, temporal=False, loss="supervised",
+                                architecture="pcnet"),
 }
 
 
@@ -181,6 +188,7 @@ class SaVosNet(nn.Module):
     def __init__(self, size: tuple[int, int] = PAPER_SIZE, base: int = 32, variant: Variant = Variant()):
         super().__init__()
         self.size, self.base, self.variant = check_crop_size(size), int(base), variant
+        self.no_past = False  # the own-history probe: each frame's state from that frame alone (see without_past)
         if base < 1 or base & (base - 1):
             raise ValueError(f"SaVosNet: base must be a power of two, got {base}")
         top, emb = 16 * base, 8 * base
@@ -205,9 +213,14 @@ class SaVosNet(nn.Module):
 
     def history_states(self, e: torch.Tensor, donor: torch.Tensor | None = None) -> torch.Tensor:
         """h_t for every frame (N, T, E). With ``donor`` (N, T', E), T' >= T - 1, the history of frame t (the frames
-        before it) is the donor's first t embeddings instead of its own: the reliance probe of the temporal module."""
+        before it) is the donor's first t embeddings instead of its own: the reliance probe of the temporal module.
+        With ``self.no_past`` (:func:`without_past`) h_t is the LSTM's state after frame t alone, from a zero state:
+        the own-history probe."""
         if not self.variant.temporal:
             return self.temporal(e)  # each frame's state is a function of that frame alone: no history to swap
+        if self.no_past:
+            n, t = e.shape[:2]
+            return self.temporal(e.reshape(n * t, 1, -1))[0].view(n, t, -1)
         if donor is None:
             return self.temporal(e)[0]
         return torch.stack([self.temporal(torch.cat([donor[:, :t], e[:, t:t + 1]], 1))[0][:, -1]

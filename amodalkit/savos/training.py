@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .losses import deocclusion_window_loss, savos_loss
+from .losses import deocclusion_window_loss, savos_loss, supervised_window_loss
 from .model import VARIANTS, SaVosNet, TrackBatch, Variant, track_batch
 from .world_tracks import WorldTracks
 
@@ -68,6 +68,8 @@ def variant_loss(model: nn.Module, variant: Variant, batch: TrackBatch, generato
     """The training loss of a variant on a batch of windows (its own self-supervision)."""
     if variant.loss == "deocclusion":
         return deocclusion_window_loss(model, batch, generator)
+    if variant.loss == "supervised":
+        return supervised_window_loss(model, batch)
     return savos_loss(model, batch, photometric=recipe.photometric)
 
 
