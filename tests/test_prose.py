@@ -109,12 +109,13 @@ def test_no_measured_number_of_the_pages_is_typed_by_hand():
     assert [f"{page.name}, {t}" for page in sorted((ROOT / "book").glob("*.md")) for t in _typed_numbers(page.read_text())] == []
 
 
-def test_every_placeholder_of_the_pages_is_filled_from_the_committed_results():
+def test_every_placeholder_of_the_pages_and_chapters_is_filled_from_the_committed_results():
     from amodalkit.results import load_results
 
     results = load_results(ROOT / "results" / "quick")
-    for page in sorted((ROOT / "book").glob("*.md")):
-        prose.insert_numbers(page.read_text(), results, results_dir=ROOT / "results", page=page.name)
+    _, pages, _ = prose.collect_prose(ROOT)  # the book's pages and the chapters' markdown cells
+    for where, text in pages.items():
+        prose.insert_numbers(text, results, results_dir=ROOT / "results", page=where)
 
 
 def test_the_readmes_measured_block_is_what_the_committed_results_give():
