@@ -17,13 +17,17 @@ Each cell (size, row, seed) first picks its learning rate among ``LRS`` by the b
 on the test tracks (the chapter's metric), the reliance probes of the SaVos rows (the drop when the history is another
 clip's, the gain of the model's own past over none, the drops without flow and without image), the validation curve
 and its plateau statistic (relative improvement of the best validation loss over the last 20% of the steps; under
-0.01: plateaued). A cell that has not plateaued reports where its curve stands.
+0.01: plateaued). A cell that has not plateaued reports where its curve stands. Before the cells, the world's own
+answer: the share of the scored objects' occluded pixels that are visible in the window's earlier frames (exact
+trajectories, no model), on `fishbowl` and `street`.
 
 Every cell is written to ``results/savos_ladder.json`` as it finishes (re-running a finished cell reads its models
 from the cache). It runs for hours on 2 cores; run it alone:
 
     python benchmarks/savos_ladder.py                         # every size, seed 0
     python benchmarks/savos_ladder.py --sizes 32x64 --seeds 1 2
+    python benchmarks/savos_ladder.py --sizes 32x64 --rows supervised --lrs 1e-4   # one rate, its own cell
+    python benchmarks/savos_ladder.py --world-only --seeds 0 1 2  # what the past can tell, no training
 """
 from __future__ import annotations
 
@@ -61,7 +65,12 @@ def _record(key: str, cell: dict) -> None:
     atomic_write_json(OUT, data)
 
 
-def run_cell(size: str, row: str, seed: int) -> dict:
+def cell_key(size: str, row: str, seed: int, lrs: tuple[float, ...]) -> str:
+    """``size/row/seed`` (the rate chosen among ``LRS``), or ``size/row/seed/lr=X`` for a rate fixed by hand."""
+    return f"{size}/{row}/{seed}" + ("" if tuple(lrs) == LRS else "/lr=" + ",".join(f"{lr:g}" for lr in lrs))
+
+
+def run_cell(size: str, row: str, seed: int, lrs: tuple[float, ...] = LRS) -> dict:
     from amodalkit import profiles
     from amodalkit.savos.experiments import chapter_setup, image_predictions, reliance_probes, score_tracks
     from amodalkit.savos.model import VARIANTS, SaVosNet
@@ -71,14 +80,14 @@ def run_cell(size: str, row: str, seed: int) -> dict:
     params = {**profiles.resolve("savos_ablations", "quick"), **SIZES[size], "pcnet_width": SIZES[size]["base"]}
     data, recipe, key = chapter_setup(WORLD, seed, params)
     trials, costs = {}, []
-    for lr in LRS:  # the rate: the best validation loss of a short run
+    for lr in lrs:  # the rate: the best validation loss of a short run (a single rate given: that one)
         start = time.perf_counter()
         result = train_variant(row, data, dataclasses.replace(recipe, steps=LR_STEPS, lr=lr), seed, key)
         trials[lr] = result.best_val_loss
         if not result.from_cache:
             costs.append((time.perf_counter() - start) / LR_STEPS)  # a step with its share of the validations
     lr = min(trials, key=trials.get)
-    earlier = json.loads(OUT.read_text()).get("cells", {}).get(f"{size}/{row}/{seed}") if OUT.is_file() else None
+    earlier = json.loads(OUT.read_text()).get("cells", {}).get(cell_key(size, row, seed, lrs)) if OUT.is_file() else None
     if costs:
         steps = int(min(MAX_STEPS, CELL_SECONDS / min(costs)) // 20 * 20)
     elif earlier:  # the trials came from the cache: the length the cell chose then (its model is cached too)
@@ -103,17 +112,41 @@ def run_cell(size: str, row: str, seed: int) -> dict:
     return cell
 
 
+def world_cell(world: str, seed: int) -> dict:
+    """What the past can tell at all on the chapter's tracks (exact trajectories; no model):
+    :func:`amodalkit.savos.experiments.history_visibility` for the chapter's window."""
+    from amodalkit import profiles
+    from amodalkit.savos.experiments import chapter_setup, history_visibility
+
+    params = profiles.resolve("savos_ablations", "quick")
+    data, recipe, _ = chapter_setup(world, seed, params)
+    return dict(world=world, seed=seed, window=recipe.window, **history_visibility(data, recipe.window))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--lrs", nargs="+", type=float, default=list(LRS),
+                        help="the rates a cell chooses among (one rate: that rate, recorded as its own cell)")
+    parser.add_argument("--world-only", action="store_true",
+                        help="only what the past can tell on the chapter's tracks (fishbowl and street, no training)")
     args = parser.parse_args(argv)
+    for world in ("fishbowl", "street"):
+        for seed in args.seeds:
+            cell = world_cell(world, seed)
+            _record(f"world/{world}/{seed}", cell)
+            print(f"{world} seed {seed}: {cell['past']:.0%} of the occluded pixels visible in the {cell['window'] - 1} "
+                  f"frames before, {cell['past_or_future']:.0%} within {cell['window'] - 1} before or after; occlusions "
+                  f"last {cell['occlusion_run']:.1f} frames", flush=True)
+    if args.world_only:
+        return
     for size in args.sizes:
         for seed in args.seeds:
             for row in args.rows:
-                cell = run_cell(size, row, seed)
-                _record(f"{size}/{row}/{seed}", cell)
+                cell = run_cell(size, row, seed, tuple(args.lrs))
+                _record(cell_key(size, row, seed, tuple(args.lrs)), cell)
                 probes = ", ".join(f"{k} {cell[k]:.3f}" for k in ("intact", "history", "own_history", "flow", "image")
                                    if k in cell)
                 print(f"{size} {row} seed {seed}: lr {cell['lr']:g}, {cell['steps']} steps in {cell['seconds']:.0f} s, "

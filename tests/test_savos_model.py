@@ -371,3 +371,21 @@ def test_reliance_probes_of_a_per_frame_model_find_no_history():
     probes = savos.reliance_probes(per_frame, data)
     assert probes["history"] == 0.0 and probes["own_history"] == 0.0  # no temporal module: no past to swap or drop
     assert set(probes) == {"intact", "history", "own_history", "flow", "image"} and 0 <= probes["intact"] <= 1
+
+
+def test_no_flow_rows_share_one_model_across_flow_sources():
+    clips = {"train": 1, "val": 1, "test": 2}
+    est = savos.load_world_tracks("chewing_gum", 0, clips, size=(16, 32), window=6, flow="estimated")
+    exact = savos.load_world_tracks("chewing_gum", 0, clips, size=(16, 32), window=6, flow="truth")
+    assert est.key != exact.key and est.flow_free_key == exact.flow_free_key
+
+
+def test_history_visibility_is_a_share_and_a_window_of_one_frame_sees_nothing():
+    from amodalkit.savos.experiments import history_visibility
+
+    data = savos.load_world_tracks("chewing_gum", 0, {"train": 1, "val": 1, "test": 3}, size=(16, 32), window=6)
+    wide = history_visibility(data, 6)
+    assert wide["object_frames"] > 0 and 0 <= wide["past"] <= wide["past_or_future"] <= 1
+    alone = history_visibility(data, 1)  # no other frame in the window
+    assert alone["past"] == alone["past_or_future"] == 0.0
+    assert history_visibility(data, 12)["past_or_future"] >= wide["past_or_future"]  # a wider window sees more

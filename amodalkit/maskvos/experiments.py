@@ -296,10 +296,12 @@ def correspondence_margin(learner: str, recipe: MaskRecipe, data: VosData, seed:
 
 # ------------------------------------------------------------------------------------------------- timing
 
-def time_steps(recipe: MaskRecipe, data: VosData, *, seed: int, steps: int = 3) -> dict[str, float]:
+def time_steps(recipe: MaskRecipe, data: VosData, *, seed: int, steps: int = 3,
+               rounds: bool = False) -> dict[str, float] | dict[str, list[float]]:
     """Seconds per training step (forward, backward, Adam) of L_Corr, L_Corr + L_Seg, CRW and CRW + L_Seg on one
     backbone, input size and batch, measured side by side: after one warm-up step each, the four are timed in turn
-    ``steps`` times (round robin, so load changes on the machine hit all four alike) and the median kept."""
+    ``steps`` times (round robin, so load changes on the machine hit all four alike) and the median kept
+    (``rounds``: every round's time instead, in order)."""
     from ..train import device
 
     run_device = device()
@@ -326,4 +328,6 @@ def time_steps(recipe: MaskRecipe, data: VosData, *, seed: int, steps: int = 3) 
                 torch.cuda.synchronize()
             if repeat:  # the first round warms up
                 timings[name].append(time.perf_counter() - start)
+    if rounds:
+        return {n: [float(x) for x in v] for n, v in timings.items()}
     return {n: float(np.median(v)) for n, v in timings.items()}

@@ -243,3 +243,43 @@ def binary_amodal(prob: np.ndarray, seen: np.ndarray, obj: int) -> np.ndarray:
 
     weight = 1.0 - (seen.any(axis=1) & ~seen[:, obj])
     return fuse_with_visible(prob, seen[:, obj], weight)
+
+
+def history_visibility(data: WorldTracks, window: int) -> dict[str, float]:
+    """What the past can tell at all, from the world's exact trajectories: for every scored test object-frame (0.1 <
+    occlusion < 0.7, as :func:`score_tracks`), the share of its occluded amodal pixels whose point (moving with the
+    object) is visible in one of the ``window - 1`` frames before it (the forward pass's history within a training
+    window), and in one of the frames within ``window - 1`` before or after it (both passes). Also how long the
+    objects' occlusions last: the mean length in frames of the runs of frames with occlusion above 0.1.
+
+    Returns:
+        dict(past, past_or_future: mean shares over object-frames, occlusion_run: mean run length, object_frames).
+    """
+    from ..data.scene import _follow
+
+    past, both, runs = [], [], []
+    for i, track in data.tracks["test"]:
+        clip, obj = data.clips["test"][i], track.object_index
+        occluded_run = 0
+        for t in range(clip.n_frames):
+            if clip.occlusion[t, obj] > 0.1:
+                occluded_run += 1
+            elif occluded_run:
+                runs.append(occluded_run)
+                occluded_run = 0
+        if occluded_run:
+            runs.append(occluded_run)
+        for t in track.frame_index[1:-1]:
+            if not 0.1 < clip.occlusion[t, obj] < 0.7:
+                continue
+            rr, cc = np.nonzero(clip.amodal[t, obj] & ~clip.visible[t, obj])
+            if rr.size == 0:
+                continue
+            rows, cols, inside = _follow(clip, obj, t, cc.astype(float), rr.astype(float))
+            seen = inside & clip.visible[np.arange(clip.n_frames)[:, None], obj, rows, cols]  # (T, N)
+            before = seen[max(0, t - window + 1):t].any(axis=0)
+            after = seen[t + 1:t + window].any(axis=0)
+            past.append(before.mean())
+            both.append((before | after).mean())
+    return dict(past=float(np.mean(past)) if past else 0.0, past_or_future=float(np.mean(both)) if both else 0.0,
+                occlusion_run=float(np.mean(runs)) if runs else 0.0, object_frames=len(past))

@@ -109,6 +109,10 @@ def train_variant(name: str, data: WorldTracks, recipe: SaVosRecipe, seed: int, 
         torch.manual_seed(seed)
         return make_model(variant, recipe)
 
-    config = dict(method="savos", variant=name, recipe=recipe.__dict__, data=data_key, tracks=data.key, seed=seed)
+    if variant.flow_input:
+        config = dict(method="savos", variant=name, recipe=recipe.__dict__, data=data_key, tracks=data.key, seed=seed)
+    else:  # the flow is never seen: one model for either flow source (the same weights bit for bit)
+        config = dict(method="savos", variant=name, recipe=recipe.__dict__, data={**data_key, "flow": None},
+                      tracks=data.flow_free_key, seed=seed)
     return train_cached(f"savos-{name}", config, make, loss_fn, code=TRAINING_CODE,
                         steps=recipe.steps, lr=recipe.lr, seed=seed, validate=validate, desc=f"{data.world} {name}")

@@ -24,6 +24,9 @@ class WorldTracks:
     visible: dict
     flows: dict
     key: str = ""  # a digest of everything that made the tracks (the cached models are keyed by it)
+    # the same digest with the flow source left out: a model that ignores the flow input (no_flow) trains the same
+    # weights on either flow, bit for bit, so it is keyed by this and trained once
+    flow_free_key: str = ""
 
 
 # The release's training-track filter (FishBowl preprocessing) at 320 x 480: full mask > 400 px and at least 16 px
@@ -88,11 +91,16 @@ def load_world_tracks(world: str, seed: int, clips: dict[str, int], *, size=(16,
     # the tracks (and the test split's flows, for the rule baseline) are cut once and cached: the
     # flow estimation and the crops take longer than loading them
     package = Path(__file__).parent.parent
-    digest = hashlib.sha256(json.dumps(dict(world=world, seed=seed, clips=clips, size=list(size), window=window,
-                                            preset=preset, flow=flow, boxes=boxes, train_tracks=train_tracks,
-                                            code=generator_version(world)), sort_keys=True).encode())
-    for name in ("data/tracks.py", "data/flow.py", "savos/world_tracks.py"):
-        digest.update((package / name).read_bytes())
+
+    def tracks_digest(flow_source):
+        digest = hashlib.sha256(json.dumps(dict(world=world, seed=seed, clips=clips, size=list(size), window=window,
+                                                preset=preset, flow=flow_source, boxes=boxes, train_tracks=train_tracks,
+                                                code=generator_version(world)), sort_keys=True).encode())
+        for name in ("data/tracks.py", "data/flow.py", "savos/world_tracks.py"):
+            digest.update((package / name).read_bytes())
+        return digest
+
+    digest = tracks_digest(flow)
     path = Path(os.environ.get("AMODALKIT_CACHE", Path.home() / ".cache" / "amodalkit")) / "savos_tracks" / f"{digest.hexdigest()[:24]}.pkl"
     cached = pickle.loads(path.read_bytes()) if path.is_file() else None
     tracks, kept, masks, flows = {}, {}, {}, {}
@@ -118,4 +126,5 @@ def load_world_tracks(world: str, seed: int, clips: dict[str, int], *, size=(16,
     for split in clips:
         if not tracks[split]:
             raise ValueError(f"{world} (seed {seed}): no {split} track; use more {split} clips (now {clips[split]})")
-    return WorldTracks(world, seed, tracks, kept, masks, flows, key=digest.hexdigest()[:24])
+    return WorldTracks(world, seed, tracks, kept, masks, flows, key=digest.hexdigest()[:24],
+                       flow_free_key=tracks_digest(None).hexdigest()[:24])
