@@ -9,7 +9,11 @@ sizes:
 
 * ``supervised``: the SaVos network of Table 6, its inputs unchanged;
 * ``supervised_no_temporal``: the same without the LSTM (each frame's state from that frame alone);
-* ``pcnet_supervised``: Self-Deocclusion's PCNet-M (a U-Net with skips) on [visible mask, other objects' masks].
+* ``pcnet_supervised``: Self-Deocclusion's PCNet-M (a U-Net with skips) on [visible mask, other objects' masks];
+* diagnostics: ``supervised_release_net`` (the release's GroupNorm with one group, LeakyReLU 0.01, a GroupNorm on the
+  joined vectors and its narrower motion encoder: 17,303,124 parameters at 64 x 128, as the release) and
+  ``supervised_state_only`` (the completer's own encoder sees zeros, so the shape can only come through the temporal
+  state: what the release's completer, which is fed a flow channel in place of the visible mask, has to do).
 
 Each cell (size, row, seed) first picks its learning rate among ``LRS`` by the best validation loss of a short run
 (``LR_STEPS`` steps; the pilot saw lr 1e-3 collapse the encoder at 32 x 64), then trains at that rate for
@@ -47,6 +51,8 @@ OUT = ROOT / "results" / "savos_ladder.json"
 SIZES = {"16x32": dict(crop=16, base=8, batch=8), "32x64": dict(crop=32, base=16, batch=8),
          "64x128": dict(crop=64, base=32, batch=4)}
 ROWS = ("supervised", "supervised_no_temporal", "pcnet_supervised")
+# diagnostics (by --rows): the release's normalisation and activations, and a completer that sees no visible mask
+DIAGNOSTIC_ROWS = ("supervised_release_net", "supervised_state_only")
 LRS = (1e-3, 3e-4, 1e-4)
 LR_STEPS = 150
 MAX_STEPS = 3000
@@ -126,7 +132,7 @@ def world_cell(world: str, seed: int) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS + DIAGNOSTIC_ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--lrs", nargs="+", type=float, default=list(LRS),
                         help="the rates a cell chooses among (one rate: that rate, recorded as its own cell)")

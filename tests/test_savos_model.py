@@ -389,3 +389,24 @@ def test_history_visibility_is_a_share_and_a_window_of_one_frame_sees_nothing():
     alone = history_visibility(data, 1)  # no other frame in the window
     assert alone["past"] == alone["past_or_future"] == 0.0
     assert history_visibility(data, 12)["past_or_future"] >= wide["past_or_future"]  # a wider window sees more
+
+
+def test_the_release_net_has_the_releases_parameters_and_the_book_net_is_unchanged():
+    # counted from the release's modules at 64 x 128, rnn_dim 256 (GroupNorm 1, LeakyReLU 0.01, a GroupNorm on each
+    # joined vector, the motion encoder at 16-32-64-128-256-256)
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(savos.SaVosNet((64, 128), 32, savos.VARIANTS["supervised_release_net"])) == 17_303_124
+    assert count(savos.SaVosNet((64, 128), 32)) == 19_326_500  # the book's net (Table 6 with GroupNorm 8, slope 0.2)
+
+
+def test_a_state_only_completer_ignores_the_visible_mask_of_the_frame():
+    torch.manual_seed(0)
+    net = savos.SaVosNet((16, 32), 4, savos.VARIANTS["supervised_state_only"]).eval()
+    batch = random_batch(t=1)  # one frame: no history, so the state is a function of this frame's inputs alone
+    with torch.no_grad():
+        e = net.embed(batch.frames, batch.visible, batch.flow_fwd)
+        h = net.history_states(e)
+        m = net.mask_fc(net.mask_tower(torch.zeros_like(batch.visible).flatten(0, 1)[:, None]))
+        by_hand = net.mask_decoder(torch.nn.functional.leaky_relu(net.mask_join(torch.cat([m, h.flatten(0, 1)], 1)), 0.2))
+        out = net.direction(batch.frames, batch.visible, batch.flow_fwd).mask_logits
+    assert torch.allclose(out.flatten(0, 1), by_hand[:, 0], atol=1e-6)

@@ -40,8 +40,17 @@ def layer_specs(size: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int,
     return specs + [((h, w), (1, 1), (0, 0))]
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(max(1, min(8, channels // 4)), channels)
+def _norm(channels: int, groups: int = 8) -> nn.GroupNorm:
+    """GroupNorm with up to ``groups`` groups (the book's 8; the release's 1), at least 4 channels a group."""
+    return nn.GroupNorm(max(1, min(groups, channels // 4)), channels)
+
+
+# the normalisation and activation of the towers: the book's (GroupNorm 8 groups, LeakyReLU 0.2) and the release's
+# (GroupNorm 1 group, LeakyReLU 0.01, which also normalises the joined vector before the decoders and builds the
+# motion predictor's encoder narrower: 16, 32, 64, 128, 256, 256 channels at base 32); Table 6 names GroupNorm and
+# LeakyReLU without their settings. flow_channels: the motion encoder's channels as multiples of base.
+NETS = {"book": dict(groups=8, slope=0.2, join_norm=False, flow_channels=(1, 2, 4, 8, 8, 16)),
+        "release": dict(groups=1, slope=0.01, join_norm=True, flow_channels=(0.5, 1, 2, 4, 8, 8))}
 
 
 def tower_channels(base: int) -> list[int]:
@@ -52,12 +61,13 @@ def tower_channels(base: int) -> list[int]:
 class ConvTower(nn.Module):
     """The 6-layer CNN of Table 6 with GroupNorm + LeakyReLU: (N, C, h, w) -> (N, 16 base)."""
 
-    def __init__(self, in_channels: int, base: int, size: tuple[int, int]):
+    def __init__(self, in_channels: int, base: int, size: tuple[int, int], groups: int = 8, slope: float = 0.2,
+                 channels: list[int] | None = None):
         super().__init__()
-        chans = [in_channels] + tower_channels(base)
+        chans = [in_channels] + (channels or tower_channels(base))
         layers = []
         for i, (k, s, p) in enumerate(layer_specs(size)):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], k, s, p), _norm(chans[i + 1]), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(chans[i], chans[i + 1], k, s, p), _norm(chans[i + 1], groups), nn.LeakyReLU(slope)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,14 +77,14 @@ class ConvTower(nn.Module):
 class DeconvTower(nn.Module):
     """The mirrored transposed CNN: (N, 16 base) -> (N, out, h, w); no norm or activation after the last layer."""
 
-    def __init__(self, out_channels: int, base: int, size: tuple[int, int]):
+    def __init__(self, out_channels: int, base: int, size: tuple[int, int], groups: int = 8, slope: float = 0.2):
         super().__init__()
         chans = [out_channels] + tower_channels(base)
         layers = []
         for i, (k, s, p) in reversed(list(enumerate(layer_specs(size)))):
             layers.append(nn.ConvTranspose2d(chans[i + 1], chans[i], k, s, p))
             if i > 0:
-                layers += [_norm(chans[i]), nn.LeakyReLU(0.2)]
+                layers += [_norm(chans[i], groups), nn.LeakyReLU(slope)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -103,6 +113,10 @@ class Variant:
     architecture: "savos" or "pcnet" (Self-Deocclusion's PCNet-M on the same crops, Table 2 row 1).
     matched_capacity: PCNet-M only: widen it until it has at least as many parameters as the SaVos network of the
         same recipe (Table 2 at matched size; see :func:`amodalkit.savos.matched_pcnet_width`).
+    net: the towers' normalisation and activation, "book" or "release" (see ``NETS``).
+    completer_input: what the amodal completer's own encoder sees: "visible" (the frame's visible mask, as the paper
+        says) or "none" (zeros: the shape must come through the temporal state h_t, a diagnostic; the release feeds
+        it a flow channel, its issue #9).
     """
 
     consistency: bool = True
@@ -114,9 +128,13 @@ class Variant:
     loss: str = "savos"
     architecture: str = "savos"
     matched_capacity: bool = False
+    net: str = "book"
+    completer_input: str = "visible"
 
     def __post_init__(self):
         for field, value, allowed in (("consistency_form", self.consistency_form, ("release", "paper")),
+                                      ("net", self.net, tuple(NETS)),
+                                      ("completer_input", self.completer_input, ("visible", "none")),
                                       ("loss", self.loss, ("savos", "deocclusion", "supervised")),
                                       ("architecture", self.architecture, ("savos", "pcnet"))):
             if value not in allowed:
@@ -143,6 +161,8 @@ VARIANTS: dict[str, Variant] = {
     "supervised_no_temporal": Variant(consistency=False, temporal=False, loss="supervised"),
     "pcnet_supervised": Variant(consistency=False, bidirectional=False, temporal=False, loss="supervised",
                                 architecture="pcnet"),
+    "supervised_release_net": Variant(consistency=False, loss="supervised", net="release"),
+    "supervised_state_only": Variant(consistency=False, loss="supervised", completer_input="none"),
 }
 
 
@@ -192,12 +212,20 @@ class SaVosNet(nn.Module):
         if base < 1 or base & (base - 1):
             raise ValueError(f"SaVosNet: base must be a power of two, got {base}")
         top, emb = 16 * base, 8 * base
-        self.embed_tower, self.embed_fc = ConvTower(6, base, size), nn.Linear(top, emb)
+        net = NETS[variant.net]
+        style = dict(groups=net["groups"], slope=net["slope"])
+        self.slope = net["slope"]
+        flow_channels = [max(1, int(base * m)) for m in net["flow_channels"]]
+        self.embed_tower, self.embed_fc = ConvTower(6, base, size, **style), nn.Linear(top, emb)
         self.temporal = nn.LSTM(emb, emb, batch_first=True) if variant.temporal else nn.Sequential(nn.Linear(emb, emb), nn.Tanh())
-        self.mask_tower, self.mask_fc = ConvTower(1, base, size), nn.Linear(top, emb)
-        self.mask_join, self.mask_decoder = nn.Linear(2 * emb, top), DeconvTower(2, base, size)
-        self.flow_tower, self.flow_fc = ConvTower(2, base, size), nn.Linear(top, emb)
-        self.flow_join, self.flow_decoder = nn.Linear(2 * emb, top), DeconvTower(2, base, size)
+        self.mask_tower, self.mask_fc = ConvTower(1, base, size, **style), nn.Linear(top, emb)
+        self.mask_join, self.mask_decoder = nn.Linear(2 * emb, top), DeconvTower(2, base, size, **style)
+        self.flow_tower = ConvTower(2, base, size, **style, channels=flow_channels)
+        self.flow_fc = nn.Linear(flow_channels[-1], emb)
+        self.flow_join, self.flow_decoder = nn.Linear(2 * emb, top), DeconvTower(2, base, size, **style)
+        # the release normalises the joined vector before each decoder (GroupNorm with one group over 16 base)
+        self.mask_join_norm = nn.GroupNorm(1, top) if net["join_norm"] else nn.Identity()
+        self.flow_join_norm = nn.GroupNorm(1, top) if net["join_norm"] else nn.Identity()
 
     def embed(self, frames: torch.Tensor, visible: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """The per-frame embeddings e_t fed to the temporal module: (N, T, 8 base), inputs zeroed as the variant says."""
@@ -242,10 +270,13 @@ class SaVosNet(nn.Module):
             flow = torch.zeros_like(flow)
         h = self.history_states(e, donor_embedding)
         hf = h.flatten(0, 1)
-        m = self.mask_fc(self.mask_tower(visible.flatten(0, 1)[:, None]))
-        out = self.mask_decoder(F.leaky_relu(self.mask_join(torch.cat([m, hf], 1)), 0.2)).view(n, t, 2, *self.size)
+        completer_sees = visible if self.variant.completer_input == "visible" else torch.zeros_like(visible)
+        m = self.mask_fc(self.mask_tower(completer_sees.flatten(0, 1)[:, None]))
+        joined = self.mask_join_norm(self.mask_join(torch.cat([m, hf], 1)))
+        out = self.mask_decoder(F.leaky_relu(joined, self.slope)).view(n, t, 2, *self.size)
         f = self.flow_fc(self.flow_tower(flow.flatten(0, 1) * _FLOW_INPUT_SCALE))
-        residual = self.flow_decoder(F.leaky_relu(self.flow_join(torch.cat([f, hf], 1)), 0.2)).view(n, t, 2, *self.size)
+        joined = self.flow_join_norm(self.flow_join(torch.cat([f, hf], 1)))
+        residual = self.flow_decoder(F.leaky_relu(joined, self.slope)).view(n, t, 2, *self.size)
         return Direction(out[:, :, 0], out[:, :, 1], base_flow(visible, flow) + residual, h)
 
 
