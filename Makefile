@@ -12,7 +12,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 PROFILE ?= quick
 
-.PHONY: book regenerate status test lab venv vendor chromium clean
+.PHONY: book regenerate gpu status test lab venv vendor chromium clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,11 @@ book: venv vendor
 regenerate: venv vendor
 	$(BIN)/python -m amodalkit book run --profile $(PROFILE) $(if $(REPLICA),--replica,--record-times) $(if $(FORCE),--force,)
 	$(BIN)/python -m amodalkit book build --profile $(PROFILE)
+
+# the gpu edition (a CUDA machine; without one, its code path at smoke size into results/gpu-cpu-smoke), then the book
+gpu: venv vendor
+	$(BIN)/python -m amodalkit book run --profile gpu --record-times $(if $(FORCE),--force,)
+	$(BIN)/python -m amodalkit book build --profile quick
 
 status: venv
 	$(BIN)/python -m amodalkit book status --profile $(PROFILE)

@@ -43,7 +43,7 @@ from typing import Any
 
 from . import profiles, provenance
 from .claims import claims_for
-from .claims_page import chapter_box_html, claims_markdown, replica_verdicts, verdicts_html
+from .claims_page import chapter_box_html, claims_markdown, edition_label, replica_verdicts, verdicts_html
 from .prose import ProseError, insert_numbers
 from .results import MEASUREMENTS_ENV, TRAINING_LOG_ENV, atomic_write_json, atomic_write_text, load_results
 
@@ -61,6 +61,14 @@ REPLICA_LABEL = "ATEN_CPU_CAPABILITY=default"
 RENDERING_MODULES = ("amodalkit.claims", "amodalkit.claims_page", "amodalkit.book", "amodalkit.profiles")
 # the profile whose results the book's pages (book/*.md) quote, whichever profile's chapters are built
 PAGES_PROFILE = "quick"
+# the gated chapters' models, trained in parallel processes before a `gpu` run's notebooks: "module:function" giving a
+# chapter's training tasks in waves (see amodalkit.crw.gpu_tasks)
+GPU_TASKS = {"crw_propagation": "amodalkit.crw:gpu_tasks", "crw_ablations": "amodalkit.crw:gpu_tasks",
+             "maskvos": "amodalkit.maskvos.experiments:gpu_tasks"}
+# where a `gpu` run without a GPU goes: the same code path at the smoke profile's sizes (what the tests run)
+GPU_ON_CPU = "gpu-cpu-smoke"
+# other editions whose verdicts the book shows beside its own (when their results are committed)
+EDITIONS = ("gpu",)
 # the environment variables a notebook run is told its chapter and profile by (the model cache records them)
 CHAPTER_ENV, PROFILE_ENV = "AMODALKIT_CHAPTER", "AMODALKIT_PROFILE"
 
@@ -278,11 +286,69 @@ def run_device() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+def _resolve(name: Any):
+    """The object a "module:attribute" string names."""
+    import importlib
+
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _warm_task(function: str, kwargs: dict, threads: int) -> float:
+    """Run one training task of the parallel warm-up in this (worker) process; returns its seconds."""
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    _resolve(function)(**kwargs)
+    return time.perf_counter() - start
+
+
+def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout) -> float:
+    """Train the models of the chapters ``names`` into the model cache in ``jobs`` parallel processes, wave by wave
+    (each chapter's ``gpu_tasks``; a task two chapters share runs once). Returns the wall seconds.
+
+    Raises:
+        BookError: a task failed (names it and the error).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    waves: list[dict[str, tuple[str, dict]]] = []
+    for name in names:
+        for i, wave in enumerate(_resolve(GPU_TASKS[name])(name, params[name])):
+            while len(waves) <= i:
+                waves.append({})
+            for function, kwargs in wave:
+                waves[i].setdefault(function + json.dumps(kwargs, sort_keys=True), (function, kwargs))
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for i, wave in enumerate(waves):
+            futures = {pool.submit(_warm_task, f, kw, threads): (f, kw) for f, kw in wave.values()}
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"models, wave {i + 1} of {len(waves)}",
+                               unit="model", file=out):
+                try:
+                    future.result()
+                except Exception as err:  # a worker's failure, with the task that failed
+                    function, kwargs = futures[future]
+                    shown = {k: v for k, v in kwargs.items() if k != "params"}
+                    raise BookError(f"training task {function}({shown}) failed: {type(err).__name__}: {err}") from None
+    return time.perf_counter() - start
+
+
 def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[str, Any] | None = None,
-        force: bool = False, record_times: bool = False, replica: bool = False, out=sys.stdout) -> list[RunReport]:
+        force: bool = False, record_times: bool = False, replica: bool = False, jobs: int | None = None,
+        out=sys.stdout) -> list[RunReport]:
     """Execute notebooks under ``profile``; see the module docstring. Raises :class:`BookError` on failure.
 
     ``record_times``: write each chapter that ran into the profile's wall-time record (:mod:`amodalkit.wall_times`).
+    Profile ``gpu`` (:data:`amodalkit.profiles.GPU_CHAPTERS` only): the models of its chapters are first trained in
+    ``jobs`` parallel processes (:func:`warm_up`; default: one per CPU core up to 16 on CUDA, 2 on the CPU), then the
+    notebooks run and load them. Without CUDA it runs the same code path at the smoke profile's sizes into
+    ``results/gpu-cpu-smoke`` (what the tests run), never into ``results/gpu``.
     ``replica``: the same run on PyTorch's default CPU kernels (``ATEN_CPU_CAPABILITY=default``, another floating-point
     path) with a model cache of its own, into ``results/<profile>-kernel-default/`` (the claims page compares them).
     """
@@ -293,20 +359,32 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
     from .train import models_dir
 
     overrides = overrides or {}
-    names = notebook_names()
+    names = profiles.chapters_of(profile, notebook_names())
     if only:
         unknown = [n for n in only if n not in names]
         if unknown:
-            raise BookError(f"--only: unknown notebook(s) {unknown}; expected some of {names}")
+            raise BookError(f"--only: unknown notebook(s) {unknown} for profile {profile!r}; expected some of {names}")
         names = [n for n in names if n in only]
+    sizes = profile
+    if profile == "gpu" and run_device().startswith("CPU"):
+        print(f"no CUDA device: the gpu profile's code path runs at the smoke profile's sizes into "
+              f"results/{GPU_ON_CPU}/ (a test of the edition, not the edition)", file=out)
+        sizes = "smoke"
     # validate every parameter of every selected notebook before any work starts
-    params = {name: profiles.resolve(name, profile, overrides) for name in names}
-    out_profile = output_profile(profile, overrides) + (REPLICA_SUFFIX if replica else "")
+    params = {name: profiles.resolve(name, sizes, overrides) for name in names}
+    out_profile = (output_profile(GPU_ON_CPU if sizes != profile else profile, overrides)
+                   + (REPLICA_SUFFIX if replica else ""))
     replica_env = {}
     if replica:  # its own models: the cache keys do not know the kernels, and a shared cache would hand over ours
         replica_env = {"ATEN_CPU_CAPABILITY": "default", "AMODALKIT_CACHE": str(models_dir().parent / "kernel-default")}
     cache_was_empty = not any((Path(replica_env["AMODALKIT_CACHE"]) / "models" if replica else models_dir()).glob("*.pt"))
     device = run_device()
+    warm_seconds = None
+    if profile == "gpu":
+        pending = [n for n in names if force or not is_fresh(out_profile, n, cache_key(chapter_inputs(n, params[n])))]
+        if pending:
+            jobs = jobs or (2 if device.startswith("CPU") else min(16, os.cpu_count() or 1))
+            warm_seconds = warm_up(pending, params, jobs, out)
     kernel = ensure_kernel()
     reports: list[RunReport] = []
     bar = tqdm(names, desc=f"notebooks ({out_profile})", unit="nb", file=out)
@@ -372,7 +450,7 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
     if record_times and any(r.status == "ran" for r in reports):
         from .wall_times import record
 
-        record(out_profile, [r.name for r in reports if r.status == "ran"], RESULTS_DIR)
+        record(out_profile, [r.name for r in reports if r.status == "ran"], RESULTS_DIR, warm_up_s=warm_seconds)
     return reports
 
 
@@ -669,6 +747,8 @@ def stage(profile: str) -> Path:
     replica_dir = RESULTS_DIR / f"{profile}{REPLICA_SUFFIX}"
     replica_results = load_results(replica_dir) if replica_dir.is_dir() else None
     replica = replica_verdicts(results, replica_results)[0] if replica_results else None
+    editions = [(edition_label(name, r), r) for name in EDITIONS if name != profile
+                for r in [load_results(RESULTS_DIR / name)] if r]
 
     def numbers(text: str, page: str, of: str = profile) -> str:  # the {{ ... }} placeholders, from the results
         try:
@@ -681,7 +761,7 @@ def stage(profile: str) -> Path:
         page.write_text(numbers(page.read_text(), f"book/{page.name}", PAGES_PROFILE))
     for name in names:
         nb, notice = chapter_page(name, profile, results)
-        prepare_chapter(nb, name, profile, results, replica, notice)
+        prepare_chapter(nb, name, profile, results, replica, notice, editions)
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown":
                 cell.source = numbers(cell.source, f"notebooks/{name}.ipynb (cell {i})")
@@ -691,7 +771,8 @@ def stage(profile: str) -> Path:
                         output["data"]["text/html"] = numbers(output["data"]["text/html"], f"the verdicts of {name}")
         nbformat.write(nb, src / "chapters" / f"{name}.ipynb")
     (src / "claims.md").write_text(numbers(claims_markdown(results, profile, set(names), replica_results,
-                                                           REPLICA_LABEL, f"results/{replica_dir.name}/"), "the claims page"))
+                                                           REPLICA_LABEL, f"results/{replica_dir.name}/", editions),
+                                           "the claims page"))
     shutil.copytree(vendor_widgets(), src / "_vendor" / "widgets")
     return src
 
@@ -709,7 +790,7 @@ def run_line(name: str, profile: str, meta: dict[str, Any], commit: str | None) 
 
 
 def prepare_chapter(nb, name: str, profile: str, results: dict[str, Any], replica: dict[str, str] | None,
-                    notice: str = "") -> None:
+                    notice: str = "", editions: list[tuple[str, dict]] | None = None) -> None:
     """Edit a chapter's notebook (in place) for the book: see :func:`stage`."""
     import nbformat
 
@@ -731,7 +812,8 @@ def prepare_chapter(nb, name: str, profile: str, results: dict[str, Any], replic
             table = verdicts_html({name: results[name]}, claims_for(name))
             cell.outputs = [o for o in cell.outputs if o.output_type == "stream"] + [
                 nbformat.v4.new_output("display_data", data={"text/html": table})]
-    top = [("```{raw} html\n" + box + "\n```") for box in [chapter_box_html(results, name, replica, REPLICA_LABEL)] if box]
+    top = [("```{raw} html\n" + box + "\n```")
+           for box in [chapter_box_html(results, name, replica, REPLICA_LABEL, editions)] if box]
     if notice:
         top.insert(0, notice)
     if not top:

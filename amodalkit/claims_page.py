@@ -80,8 +80,24 @@ def _link(claim: Claim, chapters: set[str], prefix: str) -> str:
     return code
 
 
+def edition_label(profile: str, results: dict[str, dict[str, Any]]) -> str:
+    """'gpu profile on NVIDIA H200': an edition's profile and the device its chapters ran on (from their provenance)."""
+    devices = sorted({(r.get("provenance") or {}).get("device") for r in results.values()} - {None})
+    return f"{profile} profile" + (f" on {', '.join(devices)}" if devices else "")
+
+
+def _edition_html(claim: Claim, editions: list[tuple[str, dict]] | None) -> str:
+    """The claim's verdict in other editions (the gpu profile's results), each labelled, under the main verdict."""
+    lines = []
+    for label, results in editions or []:
+        if claim.notebook in results:
+            lines.append(f'<div class="ak-edition">{html.escape(label)}: {_verdict_html(claim.verdict(results))}</div>')
+    return "".join(lines)
+
+
 def claims_table_html(results: dict[str, dict[str, Any]], claims: list[Claim], chapters: set[str],
-                      replica: dict[str, str] | None = None, replica_label: str = "", link_prefix: str = "chapters/") -> str:
+                      replica: dict[str, str] | None = None, replica_label: str = "", link_prefix: str = "chapters/",
+                      editions: list[tuple[str, dict]] | None = None) -> str:
     """One table of claims: claim (id linked to its chapter, short text), paper, ours (the headline number the rule
     tests), verdict (with the failing gates' values); under each, a full-width collapsible details row.
 
@@ -90,6 +106,8 @@ def claims_table_html(results: dict[str, dict[str, Any]], claims: list[Claim], c
             ``<prefix><anchor>`` when the prefix ends in '#' (a chapter's box linking to the claims page).
         replica: {claim id: verdict} of a re-run (another floating-point path); a claim whose verdict differs is
             marked not settled. replica_label: how that run differs (shown in the mark).
+        editions: [(label, results)] of other profiles (the gpu edition): a claim whose chapter they ran shows their
+            verdict beside this one, labelled with the profile and device.
     """
     rows = []
     for claim in claims:
@@ -102,6 +120,7 @@ def claims_table_html(results: dict[str, dict[str, Any]], claims: list[Claim], c
             verdict_cell = (f'<span class="ak-verdict ak-not-settled">⚠ {NOT_SETTLED}</span>'
                             f'<div class="ak-gate">here {html.escape(mark(outcome.verdict))}; {html.escape(replica_label)}: '
                             f"{html.escape(mark(other))}</div>" + _failing_gates_html(outcome))
+        verdict_cell += _edition_html(claim, editions)
         short = claim.short or claim.text
         rows.append(
             f'<tr id="{anchor(claim.id)}" class="ak-claim ak-row-{CSS_CLASS[outcome.verdict]}">'
@@ -151,7 +170,7 @@ def replica_verdicts(results, replica_results) -> tuple[dict[str, str], list[str
 
 def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: set[str],
                     replica_results: dict[str, dict[str, Any]] | None = None, replica_label: str = "",
-                    replica_dir: str = "") -> str:
+                    replica_dir: str = "", editions: list[tuple[str, dict]] | None = None) -> str:
     """The book's claims page (MyST markdown with raw HTML tables) for the results of one profile.
 
     Args:
@@ -161,6 +180,7 @@ def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: 
         replica_results: the same profile run again on another floating-point path (e.g.
             ``ATEN_CPU_CAPABILITY=default``); claims whose verdict differs are marked not settled.
         replica_label, replica_dir: how the re-run differs, and where its results are (named on the page).
+        editions: [(label, results)] of other profiles (the gpu edition), shown beside each verdict they have.
     """
     outcomes = {c.id: c.evaluate(results) for c in CLAIMS}
     replica_results = replica_results or None  # an empty folder is no re-run
@@ -200,7 +220,8 @@ def claims_markdown(results: dict[str, dict[str, Any]], profile: str, chapters: 
         lines += _replica_section(results, replica_results, replica, stale, replica_label, replica_dir, outcomes)
     for paper in papers:
         claims = [c for c in CLAIMS if c.paper == paper]
-        lines += [f"## {paper}", "", _raw(claims_table_html(results, claims, chapters, replica, replica_label))]
+        lines += [f"## {paper}", "", _raw(claims_table_html(results, claims, chapters, replica, replica_label,
+                                                            editions=editions))]
     return "\n".join(lines) + "\n"
 
 
@@ -229,12 +250,13 @@ def _replica_section(results, replica_results, replica, stale, label, where, out
 
 
 def chapter_box_html(results: dict[str, dict[str, Any]], notebook: str, replica: dict[str, str] | None = None,
-                     replica_label: str = "") -> str:
+                     replica_label: str = "", editions: list[tuple[str, dict]] | None = None) -> str:
     """The box a chapter opens with: its claims, ours and the verdicts (anchors for the claims page's links)."""
     claims = claims_for(notebook)
     if not claims:
         return ""
-    table = claims_table_html(results, claims, set(), replica, replica_label, link_prefix="../claims.html#")
+    table = claims_table_html(results, claims, set(), replica, replica_label, link_prefix="../claims.html#",
+                              editions=editions)
     return (f'<div class="admonition ak-chapter-claims"><p class="admonition-title">Claims tested in this chapter</p>'
             f'<div class="ak-box-body">{table}<p>All claims, and how a verdict is computed: '
             '<a href="../claims.html">Claims and verdicts</a>.</p></div></div>')

@@ -546,10 +546,59 @@ def correspondence_margin(recipe: Recipe, data: "VosData", seed: int) -> dict:
     the two runs' training histories (their validation curves).
     """
     vos = walk_loss_drop(recipe, data.train, data.val, seed=seed, data_key=data.key)
-    train_noise, val_noise, key = noise_split(data, seed)
-    noise = walk_loss_drop(recipe, train_noise, val_noise, seed=seed, data_key=key)
+    noise = noise_walk_loss_drop(recipe, data, seed)
     return dict(vos=vos["drop"], noise=noise["drop"], margin=vos["drop"] - noise["drop"], vos_before=vos["before"],
                 noise_before=noise["before"], vos_history=vos["result"].history, noise_history=noise["result"].history)
+
+
+def noise_walk_loss_drop(recipe: Recipe, data: "VosData", seed: int) -> dict:
+    """:func:`walk_loss_drop` of the same recipe on noise videos shaped like ``data``'s (the gate's control)."""
+    train_noise, val_noise, key = noise_split(data, seed)
+    return walk_loss_drop(recipe, train_noise, val_noise, seed=seed, data_key=key)
+
+
+# ------------------------------------------------------------------------------- a chapter's recipe, data and models
+
+
+def chapter_recipe(params: dict) -> Recipe:
+    """The main recipe of the CRW chapters from their parameters (the notebooks, ``train crw`` and the GPU edition
+    build it here, so the same parameters name the same cached models everywhere)."""
+    return Recipe(crop=params["crop"], patch=params["patch"], grid=params["grid"], batch=params["batch"],
+                  width=params["net_width"], dim=params["dim"], steps=params["steps"], lr=params["lr"],
+                  stride=params["stride"])
+
+
+def chapter_data(params: dict, seed: int, test_clips: int | None = None) -> "VosData":
+    """One seed's ``vos`` data from a CRW chapter's parameters (``test_clips`` overrides the parameter's)."""
+    return vos_data(seed, preset=params["preset"], height=params["height"], width=params["width"],
+                    n_frames=params["n_frames"], train_clips=params["train_clips"], val_clips=params["val_clips"],
+                    test_clips=params["test_clips"] if test_clips is None else test_clips)
+
+
+def gpu_tasks(chapter: str, params: dict) -> list[list[tuple[str, dict]]]:
+    """The models a gated CRW chapter trains, as independent training tasks for the GPU edition's parallel warm-up
+    (:func:`amodalkit.book.run`): one wave of ``("amodalkit.crw:warm", kwargs)``, kwargs naming the recipe, the data
+    and the seed, so two chapters' identical models are one task. ``crw_ablations``: every stride's run and the
+    main recipe's noise control; ``crw_propagation``: the main run."""
+    recipe = chapter_recipe(params)
+    data = {k: params[k] for k in ("preset", "height", "width", "n_frames", "train_clips", "val_clips")}
+    strides = params["strides"] if chapter == "crw_ablations" else [params["stride"]]
+    tasks = [dict(recipe=dataclasses.asdict(dataclasses.replace(recipe, stride=s)), data=data, seed=seed, noise=False)
+             for seed in range(params["seeds"]) for s in strides]
+    if chapter == "crw_ablations":
+        tasks += [dict(recipe=dataclasses.asdict(recipe), data=data, seed=seed, noise=True) for seed in range(params["seeds"])]
+    return [[("amodalkit.crw:warm", t) for t in tasks]]
+
+
+def warm(recipe: dict, data: dict, seed: int, noise: bool) -> None:
+    """Train (into the model cache) one model of :func:`gpu_tasks`: the recipe on the seed's ``vos`` data, or on its
+    noise control."""
+    recipe = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()})
+    videos = chapter_data(dict(data, test_clips=1), seed)
+    if noise:
+        noise_walk_loss_drop(recipe, videos, seed)
+    else:
+        train_crw(recipe, videos.train, videos.val, seed=seed, data_key=videos.key)
 
 
 def feature_fn(model: CRW | None, layer: str = "res3", scale: float = 1.0, batch: int = 8):

@@ -3,8 +3,8 @@
 * ``NOTEBOOKS[name]`` declares each parameter of a notebook with its ``quick`` value (the value the
   notebook's parameters cell holds, so a reader running it by hand gets the default profile).
 * ``PROFILES[profile][name]`` overrides some of them: ``smoke`` (seconds, proves the notebook
-  runs), ``quick`` (the default: real results on a 2-core CPU), ``paper`` (the papers' sizes,
-  for a CUDA machine).
+  runs), ``quick`` (the default: real results on a 2-core CPU), ``gpu`` (the gated chapters at the step budgets
+  their gates need, on one GPU; see the plan above its entry), ``paper`` (the papers' sizes, for a CUDA machine).
 
 Parameters are validated before any work starts: an unknown name, a wrong type or an
 out-of-range value raises :class:`ParameterError` naming the notebook, the parameter and what
@@ -339,6 +339,24 @@ _SAVOS_SMOKE = dict(seeds=1, train_clips=2, val_clips=1, test_clips=3, base=2, w
 _SAVOS_PAPER = dict(preset="paper", train_clips=200, val_clips=20, test_clips=40, crop=64, base=32, window=40, batch=24,
                     steps=20_000, lr=1e-4, pcnet_width=32)
 
+# The `gpu` edition: the chapters whose gates no CPU budget reaches, at the step budgets the gates need, on one GPU
+# (planned for an H200: 139 GiB, 16 CPU cores) in at most 8 minutes with data and evaluation. The models of its
+# chapters are trained first, in parallel processes (`book run --profile gpu`: each chapter's `gpu_tasks`, identical
+# models once), then the notebooks run and load them. The plan, and the CPU measurement each budget comes from:
+# * CRW (crw_ablations, crw_propagation): width 16 (the width of benchmarks/crw_gate_budget.py), 6000 steps: at width
+#   16 on seed 0 the correspondence margin's trend over the second half of a 2400-step run reaches the gate's 0.1 near
+#   step 5600 (no earlier than 3600; results/crw_gate_budget.json). Models: 4 strides + the noise control per seed,
+#   3 seeds (15 runs; crw_propagation's model is the main stride's).
+# * Mask-VOS (maskvos): phase A 900 steps (benchmarks/maskvos_gate_budget.py: L_Corr passes the margin on seeds 0 and 2
+#   well within 900; seed 1 did not in 900: the edition measures whether it does at the gpu width), phase B 400 steps
+#   (phase B at 80 steps learns only the label prior; at 400, measured on seed 2 outside the book, the decoder keeps
+#   1.12 of the read-out's foreground); the release's width 64 would be the next step. Models: phase A of both learners
+#   on vos and on noise, then 5 phase-B arms, per seed, 3 seeds (27 runs, in two waves).
+# Nothing here is measured on a GPU yet: the first run of the edition on one records its wall time (results/gpu/) and
+# says whether these budgets fit the 8 minutes.
+_GPU_CRW = dict(net_width=16, steps=6000)
+GPU_CHAPTERS = ("crw_propagation", "crw_ablations", "maskvos")
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         **{name: dict(_SAVOS_SMOKE) for name in ("savos_rule_baseline", "savos_subsets", "savos_embeddings",
@@ -363,6 +381,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                                chain_lengths=[4, 8], chain_size=16, chain_repeats=1),
     },
     "quick": {},
+    "gpu": {"crw_propagation": dict(_GPU_CRW), "crw_ablations": dict(_GPU_CRW),
+            "maskvos": dict(corr_steps=900, seg_steps=400)},
     "paper": {
         **{name: dict(_SAVOS_PAPER) for name in ("savos_ablations", "savos_rule_baseline", "savos_subsets", "savos_embeddings")},
         "savos_chewing_gum": dict(_SAVOS_PAPER, window=20, batch=64, steps=3_000),
@@ -415,8 +435,26 @@ def summary(notebook: str, params: dict[str, Any], profile: str, wall_time_s: fl
     return text + "."
 
 
+def notebook_parameters(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    """A notebook's parameters as a dict, read from its namespace (``globals()`` after its parameters cell), for the
+    library functions that build a chapter's recipe and data from them (e.g. :func:`amodalkit.crw.chapter_recipe`)."""
+    missing = [name for name in NOTEBOOKS[notebook] if name not in namespace]
+    if missing:
+        raise ParameterError(f"{notebook}: parameters {missing} are not defined (run the parameters cell first)")
+    return {name: namespace[name] for name in NOTEBOOKS[notebook]}
+
+
 def profile_names() -> list[str]:
     return list(PROFILES)
+
+
+# a profile that covers only some chapters (the others are not part of its edition)
+PROFILE_CHAPTERS = {"gpu": GPU_CHAPTERS}
+
+
+def chapters_of(profile: str, names: list[str]) -> list[str]:
+    """The chapters of ``names`` that ``profile`` covers (all, unless :data:`PROFILE_CHAPTERS` restricts it)."""
+    return [n for n in names if n in PROFILE_CHAPTERS.get(profile, names)]
 
 
 def resolve(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -51,18 +51,14 @@ class Method:
 
 
 def _run_crw(params: dict, seed: int, meta: dict, frames: Path | None) -> None:
-    from .crw import Recipe, train_crw, vos_data
+    from .crw import chapter_data, chapter_recipe, train_crw
 
-    recipe = Recipe(crop=params["crop"], patch=params["patch"], grid=params["grid"], batch=params["batch"],
-                    width=params["net_width"], dim=params["dim"], steps=params["steps"], lr=params["lr"],
-                    stride=params["stride"])
+    recipe = chapter_recipe(params)
     meta["recipe"] = dataclasses.asdict(recipe)
     if frames is not None:
         train, val, key = frame_folder_videos(frames, params["height"], params["width"], params["n_frames"])
     else:
-        data = vos_data(seed, preset=params["preset"], height=params["height"], width=params["width"],
-                        n_frames=params["n_frames"], train_clips=params["train_clips"], val_clips=params["val_clips"],
-                        test_clips=1)
+        data = chapter_data(params, seed, test_clips=1)
         train, val, key = data.train, data.val, data.key
     meta["data"] = key
     train_crw(recipe, train, val, seed=seed, data_key=key)
@@ -116,39 +112,21 @@ def _run_stemseg(params: dict, seed: int, meta: dict, frames: Path | None) -> No
     train_stemseg(recipe, data, seed)
 
 
-def _maskvos_recipe(params: dict):
-    from .maskvos import MaskRecipe
-
-    return MaskRecipe(crop=params["crop"], clip_len=params["clip_len"], gap=params["gap"], batch=params["batch"],
-                      grid=params["grid"], grid_ref=params["grid_ref"], width=params["net_width"], dim=params["dim"],
-                      value_dim=params["value_dim"], lr=params["lr"], corr_steps=params["corr_steps"],
-                      seg_steps=params["seg_steps"], seg_batch=params["seg_batch"], n_clusters=params["n_clusters"],
-                      updates=params["updates"], crw_grid=params["crw_grid"], crw_patch=params["crw_patch"])
-
-
 def _run_maskvos(params: dict, seed: int, meta: dict, frames: Path | None) -> None:
-    import numpy as np
-
-    from .crw import VosData, vos_data
-    from .data import load_world
+    from .crw import VosData
     from .maskvos import train_phase_a, train_phase_b
+    from .maskvos.experiments import chapter_data, chapter_recipe
 
-    recipe = _maskvos_recipe(params)
-    world = dict(height=params["height"], width=params["width"], n_frames=params["n_frames"])
-    if frames is not None:
+    recipe = chapter_recipe(params)
+    if frames is not None:  # unlabelled videos: no pseudo-mask IoU is recorded
         train, val, key = frame_folder_videos(frames, params["height"], params["width"], params["n_frames"])
-        data = VosData(train, val, [], key)
-    else:
-        data = vos_data(seed, train_clips=params["train_clips"], val_clips=params["val_clips"],
-                        test_clips=params["test_clips"], preset=params["preset"], **world)
+        data, foreground = VosData(train, val, [], key), None
+    else:  # the pseudo masks' IoU to the true foreground is recorded in validation, as the chapter does
+        data, foreground = chapter_data(params, seed)
     meta.update(recipe=dataclasses.asdict(recipe), data=data.key)
     if params["phase"] == "a":
         train_phase_a(params["learner"], recipe, data.train, data.val, seed=seed, data_key=data.key)
         return
-    foreground = None  # unlabelled videos: no pseudo-mask IoU is recorded
-    if frames is None:  # the pseudo masks' IoU to the true foreground, recorded in validation as the chapter does
-        clips = load_world("vos", "train", seed=seed, n_clips=params["train_clips"], preset=params["preset"], **world)
-        foreground = np.stack([clips[i].visible.any(1) for i in range(params["train_clips"])])
     train_phase_b(params["learner"], params["arm"], recipe, data, foreground, seed=seed)
 
 

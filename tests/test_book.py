@@ -106,3 +106,50 @@ def test_prepare_chapter_without_markdown_puts_the_box_first():
     nb.cells = [nbformat.v4.new_code_cell("x = 1")]
     book.prepare_chapter(nb, "crw_theory", "quick", {}, None)
     assert nb.cells[0].cell_type == "markdown" and "Claims tested in this chapter" in nb.cells[0].source
+
+
+@pytest.mark.slow
+def test_the_gpu_edition_runs_its_code_path_on_the_cpu_at_smoke_size():
+    """`book run --profile gpu` without CUDA: its chapters' models are trained first by the parallel warm-up, so the
+    notebooks then load every model they use; the results go to results/gpu-cpu-smoke, never to results/gpu."""
+    if not book.run_device().startswith("CPU"):
+        pytest.skip("a CUDA device is present: this tests the CPU path")
+    edition = {n: book.results_path("gpu", n) for n in profiles.GPU_CHAPTERS}
+    before = {n: p.stat().st_mtime_ns for n, p in edition.items() if p.is_file()}
+    reports = book.run("gpu", force=True, jobs=2)
+    assert [r.name for r in reports] == list(profiles.GPU_CHAPTERS) and all(r.status == "ran" for r in reports)
+    for name in profiles.GPU_CHAPTERS:
+        results = json.loads(book.results_path(book.GPU_ON_CPU, name).read_text())
+        assert results["parameters"] == profiles.resolve(name, "smoke")
+        assert results["training"]["trained"] == 0 and results["training"]["loaded"] > 0, name
+    assert {n: p.stat().st_mtime_ns for n, p in edition.items() if p.is_file()} == before, "results/gpu untouched"
+
+
+def test_gpu_tasks_name_each_model_once():
+    crw_params = profiles.resolve("crw_ablations", "smoke")
+    [wave] = __import__("amodalkit.crw", fromlist=["gpu_tasks"]).gpu_tasks("crw_ablations", crw_params)
+    # every stride's run and the noise control, per seed
+    assert len(wave) == crw_params["seeds"] * (len(crw_params["strides"]) + 1)
+    [main] = __import__("amodalkit.crw", fromlist=["gpu_tasks"]).gpu_tasks("crw_propagation",
+                                                                           profiles.resolve("crw_propagation", "smoke"))
+    assert all(task in wave for task in main), "crw_propagation's model is one of crw_ablations' tasks"
+    from amodalkit.maskvos.experiments import gpu_tasks
+
+    first, second = gpu_tasks("maskvos", profiles.resolve("maskvos", "smoke"))
+    assert {t[1]["phase"] for t in first} == {"a"} and {t[1]["phase"] for t in second} == {"b"}
+
+
+def test_a_claim_shows_the_gpu_editions_verdict_beside_its_own():
+    from amodalkit.claims_page import claims_table_html, edition_label
+
+    seeds = [0, 1, 2]
+    quick = {"crw_propagation": {"measurements": {"jf.local": {"values": [0.6, 0.61, 0.62], "seeds": seeds},
+                                                  "jf.global": {"values": [0.5, 0.5, 0.5], "seeds": seeds}}}}
+    gpu = {"crw_propagation": {"provenance": {"device": "NVIDIA H200"}, "measurements": {
+        "jf.local": {"values": [0.4, 0.41, 0.42], "seeds": seeds}, "jf.global": {"values": [0.5, 0.5, 0.5], "seeds": seeds}}}}
+    label = edition_label("gpu", gpu)
+    assert label == "gpu profile on NVIDIA H200"
+    claim = [c for c in claims_for("crw_propagation") if c.id == "crw.f.local-attention"]
+    html = claims_table_html(quick, claim, set(), editions=[(label, gpu)])
+    assert "✓ reproduced" in html and "gpu profile on NVIDIA H200: " in html and "✗ not reproduced" in html
+    assert "gpu profile" not in claims_table_html(quick, claim, set(), editions=[(label, {})])

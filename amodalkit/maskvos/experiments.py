@@ -331,3 +331,54 @@ def time_steps(recipe: MaskRecipe, data: VosData, *, seed: int, steps: int = 3,
     if rounds:
         return {n: [float(x) for x in v] for n, v in timings.items()}
     return {n: float(np.median(v)) for n, v in timings.items()}
+
+
+# ------------------------------------------------------------------------------- the chapter's recipe, data and models
+
+def chapter_recipe(params: dict) -> MaskRecipe:
+    """The Mask-VOS chapter's recipe from its parameters (the notebook, ``train maskvos-a|b`` and the GPU edition
+    build it here, so the same parameters name the same cached models everywhere)."""
+    return MaskRecipe(crop=params["crop"], clip_len=params["clip_len"], gap=params["gap"], batch=params["batch"],
+                      grid=params["grid"], grid_ref=params["grid_ref"], width=params["net_width"], dim=params["dim"],
+                      value_dim=params["value_dim"], lr=params["lr"], corr_steps=params["corr_steps"],
+                      seg_steps=params["seg_steps"], seg_batch=params["seg_batch"], n_clusters=params["n_clusters"],
+                      updates=params["updates"], crw_grid=params["crw_grid"], crw_patch=params["crw_patch"])
+
+
+def chapter_data(params: dict, seed: int) -> tuple[VosData, np.ndarray]:
+    """One seed's ``vos`` data and the true foreground of its training videos (V, T, H, W) bool (a measurement only:
+    the pseudo masks' IoU recorded in phase B's validation)."""
+    from ..data import load_world
+
+    world = dict(height=params["height"], width=params["width"], n_frames=params["n_frames"])
+    data = crw_module.vos_data(seed, train_clips=params["train_clips"], val_clips=params["val_clips"],
+                               test_clips=params["test_clips"], preset=params["preset"], **world)
+    train = load_world("vos", "train", seed=seed, n_clips=params["train_clips"], preset=params["preset"], **world)
+    return data, np.stack([train[i].visible.any(1) for i in range(params["train_clips"])])
+
+
+def gpu_tasks(chapter: str, params: dict) -> list[list[tuple[str, dict]]]:
+    """The chapter's models as training tasks for the GPU edition's parallel warm-up, in two waves: phase A of both
+    learners on ``vos`` and on noise (independent), then the phase-B arms, which start from phase A."""
+    first = [dict(params=params, seed=s, learner=learner, phase="a", noise=noise)
+             for s in range(params["seeds"]) for learner in LEARNERS for noise in (False, True)]
+    arms = [(learner, arm, "kmeans") for learner in LEARNERS for arm in ("correspondence", "seg")]
+    if params["sinkhorn_arm"]:
+        arms.append(("lcorr", "seg", "sinkhorn"))
+    second = [dict(params=params, seed=s, learner=learner, phase="b", arm=arm, clustering=clustering)
+              for s in range(params["seeds"]) for learner, arm, clustering in arms]
+    return [[("amodalkit.maskvos.experiments:warm", t) for t in wave] for wave in (first, second)]
+
+
+def warm(params: dict, seed: int, learner: str, phase: str, noise: bool = False, arm: str = "seg",
+         clustering: str = "kmeans") -> None:
+    """Train (into the model cache) one model of :func:`gpu_tasks`, as the chapter trains it."""
+    recipe = chapter_recipe(params)
+    data, foreground = chapter_data(params, seed)
+    if phase == "a" and noise:
+        train_noise, val_noise, key = noise_split(data, seed)
+        train_phase_a(learner, recipe, train_noise, val_noise, seed=seed, data_key=key)
+    elif phase == "a":
+        train_phase_a(learner, recipe, data.train, data.val, seed=seed, data_key=data.key)
+    else:
+        train_phase_b(learner, arm, recipe, data, foreground, seed=seed, clustering=clustering)
