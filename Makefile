@@ -35,7 +35,7 @@ book: venv vendor
 	$(BIN)/python -m amodalkit book build --profile $(PROFILE)
 
 regenerate: venv vendor
-	$(BIN)/python -m amodalkit book run --profile $(PROFILE) $(if $(REPLICA),--replica,--record-times) $(if $(FORCE),--force,)
+	$(BIN)/python -m amodalkit book run --profile $(PROFILE) $(if $(REPLICA),--replica,--record-times) $(if $(FORCE),--force,) $(if $(JOBS),--jobs $(JOBS),)
 	$(BIN)/python -m amodalkit book build --profile $(PROFILE)
 
 # the gpu edition (a CUDA machine; without one, its code path at smoke size into results/gpu-cpu-smoke), then the book

@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--force", action="store_true", help="re-run even notebooks that are up to date")
     run_p.add_argument("--record-times", action="store_true",
                        help="write the wall time of every chapter that ran into results/book_wall_times.json")
-    run_p.add_argument("--jobs", type=int, help="gpu profile: parallel processes that train the models first "
-                       "(default: one per CPU core up to 16 on CUDA, 2 on the CPU)")
+    run_p.add_argument("--jobs", type=int, help="parallel processes that train the chapters' models first (gpu profile "
+                       "default: one per CPU core up to 16 on CUDA, 2 on the CPU; other profiles: none unless given)")
     run_p.add_argument("--replica", action="store_true",
                        help="the same run with ATEN_CPU_CAPABILITY=default and a model cache of its own, into "
                             "results/<profile>-kernel-default (the claims page marks verdicts that differ)")

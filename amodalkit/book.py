@@ -61,10 +61,10 @@ REPLICA_LABEL = "ATEN_CPU_CAPABILITY=default"
 RENDERING_MODULES = ("amodalkit.claims", "amodalkit.claims_page", "amodalkit.book", "amodalkit.profiles")
 # the profile whose results the book's pages (book/*.md) quote, whichever profile's chapters are built
 PAGES_PROFILE = "quick"
-# the gated chapters' models, trained in parallel processes before a `gpu` run's notebooks: "module:function" giving a
-# chapter's training tasks in waves (see amodalkit.crw.gpu_tasks)
-GPU_TASKS = {"crw_propagation": "amodalkit.crw:gpu_tasks", "crw_ablations": "amodalkit.crw:gpu_tasks",
-             "maskvos": "amodalkit.maskvos.experiments:gpu_tasks"}
+# chapters whose models can be trained in parallel processes before their notebooks run (the gpu edition always;
+# any profile with --jobs N > 1): "module:function" giving a chapter's training tasks in waves (amodalkit.crw.gpu_tasks)
+WARM_TASKS = {"crw_propagation": "amodalkit.crw:gpu_tasks", "crw_ablations": "amodalkit.crw:gpu_tasks",
+              "maskvos": "amodalkit.maskvos.experiments:gpu_tasks"}
 # where a `gpu` run without a GPU goes: the same code path at the smoke profile's sizes (what the tests run)
 GPU_ON_CPU = "gpu-cpu-smoke"
 # other editions whose verdicts the book shows beside its own (when their results are committed)
@@ -317,8 +317,8 @@ def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout
     from tqdm import tqdm
 
     waves: list[dict[str, tuple[str, dict]]] = []
-    for name in names:
-        for i, wave in enumerate(_resolve(GPU_TASKS[name])(name, params[name])):
+    for name in (n for n in names if n in WARM_TASKS):
+        for i, wave in enumerate(_resolve(WARM_TASKS[name])(name, params[name])):
             while len(waves) <= i:
                 waves.append({})
             for function, kwargs in wave:
@@ -345,9 +345,9 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
     """Execute notebooks under ``profile``; see the module docstring. Raises :class:`BookError` on failure.
 
     ``record_times``: write each chapter that ran into the profile's wall-time record (:mod:`amodalkit.wall_times`).
-    Profile ``gpu`` (:data:`amodalkit.profiles.GPU_CHAPTERS` only): the models of its chapters are first trained in
-    ``jobs`` parallel processes (:func:`warm_up`; default: one per CPU core up to 16 on CUDA, 2 on the CPU), then the
-    notebooks run and load them. Without CUDA it runs the same code path at the smoke profile's sizes into
+    Profile ``gpu`` (:data:`amodalkit.profiles.GPU_CHAPTERS` only), or any profile with ``jobs`` > 1: the models of
+    the chapters in :data:`WARM_TASKS` are first trained in ``jobs`` parallel processes (:func:`warm_up`; gpu
+    default: one per CPU core up to 16 on CUDA, 2 on the CPU), then the notebooks run and load them. Without CUDA it runs the same code path at the smoke profile's sizes into
     ``results/gpu-cpu-smoke`` (what the tests run), never into ``results/gpu``.
     ``replica``: the same run on PyTorch's default CPU kernels (``ATEN_CPU_CAPABILITY=default``, another floating-point
     path) with a model cache of its own, into ``results/<profile>-kernel-default/`` (the claims page compares them).
@@ -380,8 +380,9 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
     cache_was_empty = not any((Path(replica_env["AMODALKIT_CACHE"]) / "models" if replica else models_dir()).glob("*.pt"))
     device = run_device()
     warm_seconds = None
-    if profile == "gpu":
-        pending = [n for n in names if force or not is_fresh(out_profile, n, cache_key(chapter_inputs(n, params[n])))]
+    if profile == "gpu" or (jobs or 1) > 1:
+        pending = [n for n in names if n in WARM_TASKS
+                   and (force or not is_fresh(out_profile, n, cache_key(chapter_inputs(n, params[n]))))]
         if pending:
             jobs = jobs or (2 if device.startswith("CPU") else min(16, os.cpu_count() or 1))
             warm_seconds = warm_up(pending, params, jobs, out)
