@@ -1,5 +1,5 @@
 # The README's commands: `make book` (the reader's book from what is committed: no training), `make regenerate` (re-run
-# the stale chapters, FORCE=1 all of them, record their wall times, build; REPLICA=1: the same run on the default CPU
+# the stale chapters, FORCE=1 all of them, JOBS=N training processes first, record their wall times, build; REPLICA=1: the same run on the default CPU
 # kernels into results/<profile>-kernel-default), `make test`, `make lab`. Each sets up
 # .venv itself.
 PYTHON ?= python3
@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed-$(DEPS_HASH)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 PROFILE ?= quick
+# processes that train the chapters' models before their notebooks run (SaVos, CRW, Mask-VOS): two models at once
+# with one thread each beat one after the other with two threads on this 2-core machine (benchmarks/parallel_warmup.py)
+JOBS ?= 2
 
 .PHONY: book regenerate gpu status test lab venv vendor chromium clean
 

@@ -64,7 +64,9 @@ PAGES_PROFILE = "quick"
 # chapters whose models can be trained in parallel processes before their notebooks run (the gpu edition always;
 # any profile with --jobs N > 1): "module:function" giving a chapter's training tasks in waves (amodalkit.crw.gpu_tasks)
 WARM_TASKS = {"crw_propagation": "amodalkit.crw:gpu_tasks", "crw_ablations": "amodalkit.crw:gpu_tasks",
-              "maskvos": "amodalkit.maskvos.experiments:gpu_tasks"}
+              "maskvos": "amodalkit.maskvos.experiments:gpu_tasks",
+              "savos_ablations": "amodalkit.savos.experiments:warm_tasks",
+              "savos_chewing_gum": "amodalkit.savos.experiments:warm_tasks"}
 # where a `gpu` run without a GPU goes: the same code path at the smoke profile's sizes (what the tests run)
 GPU_ON_CPU = "gpu-cpu-smoke"
 # other editions whose verdicts the book shows beside its own (when their results are committed)
@@ -304,9 +306,11 @@ def _warm_task(function: str, kwargs: dict, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout) -> float:
-    """Train the models of the chapters ``names`` into the model cache in ``jobs`` parallel processes, wave by wave
-    (each chapter's ``gpu_tasks``; a task two chapters share runs once). Returns the wall seconds.
+def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout) -> dict[str, dict]:
+    """Train the models of the chapters ``names`` into the model cache in ``jobs`` parallel processes, chapter by
+    chapter and wave by wave (each chapter's ``WARM_TASKS`` function; a task an earlier chapter already ran is not
+    run again). Returns, per chapter, its warm-up's wall seconds and the models it trained (``{"seconds", "models"}``;
+    its row in the wall-time record adds them).
 
     Raises:
         BookError: a task failed (names it and the error).
@@ -316,27 +320,32 @@ def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout
 
     from tqdm import tqdm
 
-    waves: list[dict[str, tuple[str, dict]]] = []
-    for name in (n for n in names if n in WARM_TASKS):
-        for i, wave in enumerate(_resolve(WARM_TASKS[name])(name, params[name])):
-            while len(waves) <= i:
-                waves.append({})
-            for function, kwargs in wave:
-                waves[i].setdefault(function + json.dumps(kwargs, sort_keys=True), (function, kwargs))
+    done: set[str] = set()
+    warmed: dict[str, dict] = {}
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for i, wave in enumerate(waves):
-            futures = {pool.submit(_warm_task, f, kw, threads): (f, kw) for f, kw in wave.values()}
-            for future in tqdm(as_completed(futures), total=len(futures), desc=f"models, wave {i + 1} of {len(waves)}",
-                               unit="model", file=out):
-                try:
-                    future.result()
-                except Exception as err:  # a worker's failure, with the task that failed
-                    function, kwargs = futures[future]
-                    shown = {k: v for k, v in kwargs.items() if k != "params"}
-                    raise BookError(f"training task {function}({shown}) failed: {type(err).__name__}: {err}") from None
-    return time.perf_counter() - start
+        for name in (n for n in names if n in WARM_TASKS):
+            start, models = time.perf_counter(), 0
+            waves = _resolve(WARM_TASKS[name])(name, params[name])
+            for i, wave in enumerate(waves):
+                tasks = {}
+                for function, kwargs in wave:
+                    task_id = function + json.dumps(kwargs, sort_keys=True)
+                    if task_id not in done:
+                        tasks[task_id] = (function, kwargs)
+                done.update(tasks)
+                models += len(tasks)
+                futures = {pool.submit(_warm_task, f, kw, threads): (f, kw) for f, kw in tasks.values()}
+                for future in tqdm(as_completed(futures), total=len(futures),
+                                   desc=f"{name}: models, wave {i + 1} of {len(waves)}", unit="model", file=out):
+                    try:
+                        future.result()
+                    except Exception as err:  # a worker's failure, with the task that failed
+                        function, kwargs = futures[future]
+                        shown = {k: v for k, v in kwargs.items() if k != "params"}
+                        raise BookError(f"training task {function}({shown}) failed: {type(err).__name__}: {err}") from None
+            warmed[name] = dict(seconds=round(time.perf_counter() - start, 2), models=models)
+    return warmed
 
 
 def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[str, Any] | None = None,
@@ -379,13 +388,13 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
         replica_env = {"ATEN_CPU_CAPABILITY": "default", "AMODALKIT_CACHE": str(models_dir().parent / "kernel-default")}
     cache_was_empty = not any((Path(replica_env["AMODALKIT_CACHE"]) / "models" if replica else models_dir()).glob("*.pt"))
     device = run_device()
-    warm_seconds = None
+    warmed: dict[str, dict] = {}
     if profile == "gpu" or (jobs or 1) > 1:
         pending = [n for n in names if n in WARM_TASKS
                    and (force or not is_fresh(out_profile, n, cache_key(chapter_inputs(n, params[n]))))]
         if pending:
             jobs = jobs or (2 if device.startswith("CPU") else min(16, os.cpu_count() or 1))
-            warm_seconds = warm_up(pending, params, jobs, out)
+            warmed = warm_up(pending, params, jobs, out)
     kernel = ensure_kernel()
     reports: list[RunReport] = []
     bar = tqdm(names, desc=f"notebooks ({out_profile})", unit="nb", file=out)
@@ -436,7 +445,8 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
         run_meta = {"profile": profile, "parameters": params[name], "cache_key": key, "wall_time_s": round(seconds, 2),
                     "training": training_summary(training_log), "provenance": origin,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "model_cache_empty_at_start": cache_was_empty}
+                    "model_cache_empty_at_start": cache_was_empty,
+                    **({"warm_up": warmed[name]} if name in warmed else {})}
         nb = nbformat.read(executed_tmp, as_version=4)
         slim_executed(nb)
         nb.metadata["amodalkit"] = run_meta
@@ -451,7 +461,7 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
     if record_times and any(r.status == "ran" for r in reports):
         from .wall_times import record
 
-        record(out_profile, [r.name for r in reports if r.status == "ran"], RESULTS_DIR, warm_up_s=warm_seconds)
+        record(out_profile, [r.name for r in reports if r.status == "ran"], RESULTS_DIR)
     return reports
 
 

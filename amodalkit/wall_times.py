@@ -60,26 +60,25 @@ def summarise(chapters: dict[str, dict], profile: str) -> dict:
                 total_budget_min=TOTAL_BUDGET_MIN if profile == "quick" else None)
 
 
-def record(profile: str, ran: list[str], results_dir: Path, warm_up_s: float | None = None) -> dict:
-    """Replace the rows of the chapters in ``ran`` with their latest run (read from ``results/<profile>/``);
-    ``warm_up_s``: the seconds a parallel warm-up trained their models before them (the gpu edition), kept beside."""
+def record(profile: str, ran: list[str], results_dir: Path) -> dict:
+    """Replace the rows of the chapters in ``ran`` with their latest run (read from ``results/<profile>/``). A chapter
+    whose models a parallel warm-up trained first (``book run --jobs N``) counts the warm-up's seconds in its wall
+    time, its models and seconds in its training (the warm-up kept beside; its notebook then loads them)."""
     from .results import atomic_write_json
 
     target = path_for(profile, results_dir)
     chapters = json.loads(target.read_text())["chapters"] if target.is_file() else {}
     for name in ran:
         r = json.loads((results_dir / profile / f"{name}.json").read_text())
-        chapters[name] = dict(paper=paper_of(name), wall_time_s=r["wall_time_s"], finished=r["finished"],
-                              commit=(r.get("provenance") or {}).get("commit"),
-                              model_cache_empty_at_start=r.get("model_cache_empty_at_start"), **r["training"])
+        warm = r.get("warm_up") or dict(seconds=0.0, models=0)
+        training = dict(r["training"], trained=r["training"]["trained"] + warm["models"],
+                        loaded=max(0, r["training"]["loaded"] - warm["models"]),  # its notebook loads what it trained
+                        train_seconds=round(r["training"]["train_seconds"] + warm["seconds"], 2))
+        chapters[name] = dict(paper=paper_of(name), wall_time_s=round(r["wall_time_s"] + warm["seconds"], 2),
+                              finished=r["finished"], commit=(r.get("provenance") or {}).get("commit"),
+                              model_cache_empty_at_start=r.get("model_cache_empty_at_start"), **training,
+                              **({"warm_up": r["warm_up"]} if r.get("warm_up") else {}))
     summary = summarise(chapters, profile)
-    if warm_up_s is not None:
-        summary["warm_up_s"] = round(warm_up_s, 2)
-        summary["total_wall_time_s"] = round(summary["total_wall_time_s"] + warm_up_s, 2)
-    elif target.is_file() and "warm_up_s" in json.loads(target.read_text()):
-        previous = json.loads(target.read_text())["warm_up_s"]
-        summary["warm_up_s"] = previous
-        summary["total_wall_time_s"] = round(summary["total_wall_time_s"] + previous, 2)
     atomic_write_json(target, summary)
     return summary
 

@@ -86,3 +86,27 @@ def test_matched_pcnet_is_the_narrowest_pcnet_as_large_as_the_savos_network():
     assert count(savos.make_model(savos.VARIANTS["deocc_arch_matched"], recipe)) == count(PCNetM(width))
     with pytest.raises(ValueError, match="matched_capacity sizes PCNet-M"):
         savos.Variant(matched_capacity=True)
+
+
+def test_the_warm_up_tasks_train_what_the_chapters_load(tmp_path, monkeypatch):
+    """savos_ablations' warm-up: tracks cut once per world, seed and flow source; every row of both worlds; the
+    exact-flow rows only where the flow is seen (no_flow's model is the same under either source); and a trained
+    task is what the chapter's own call then loads from the cache."""
+    from amodalkit import profiles
+    from amodalkit.savos import experiments
+
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    params = dict(profiles.resolve("savos_ablations", "smoke"), exact_flow_rows=["full", "no_flow"])
+    data_wave, model_wave = experiments.warm_tasks("savos_ablations", params)
+    assert len(data_wave) == params["seeds"] * 2 * 2  # two worlds, two flow sources
+    rows = [(t["world"], t["params"].get("flow"), t["row"]) for _, t in model_wave]
+    assert len(rows) == len(set(rows)) == params["seeds"] * (8 + 9 + 2)  # street 8, fishbowl 9, exact flow: full
+    assert ("fishbowl", "truth", "full") in rows and ("fishbowl", "truth", "no_flow") not in rows
+    assert "supervised" not in {r for _, _, r in rows}  # the ladder's rows are a benchmark's
+    function, task = model_wave[0]
+    assert function == "amodalkit.savos.experiments:warm"
+    experiments.warm(**task)
+    data, recipe, key = experiments.chapter_setup(task["world"], task["seed"], dict(params, **task["params"]))
+    assert experiments.train_variant(task["row"], data, recipe, task["seed"], key).from_cache
+    with pytest.raises(ValueError, match="savos_embeddings"):
+        experiments.warm_tasks("savos_embeddings", params)

@@ -31,6 +31,15 @@ def test_a_rerun_replaces_its_chapters_rows_and_the_sums_follow(tmp_path):
     assert "| `savos_embeddings` | 0.3 | | 0 (0.2) | 4 | no (2026-12-03) |" in table
 
 
+def test_a_parallel_warm_up_counts_in_its_chapters_row(tmp_path):
+    _result(tmp_path, "savos_ablations", 100.0, 0, 6, "2026-12-03T12:00:00Z", True)
+    result = tmp_path / "quick" / "savos_ablations.json"
+    result.write_text(json.dumps(dict(json.loads(result.read_text()), warm_up=dict(seconds=400.0, models=5))))
+    row = wall_times.record("quick", ["savos_ablations"], tmp_path)["chapters"]["savos_ablations"]
+    assert (row["wall_time_s"], row["trained"], row["loaded"], row["train_seconds"]) == (500.0, 5, 1, 450.0)
+    assert row["warm_up"] == dict(seconds=400.0, models=5)
+
+
 def test_the_shares_add_up_and_an_unknown_chapter_is_named():
     assert sum(wall_times.BUDGETS.values()) == wall_times.TOTAL_BUDGET_MIN == 240
     with pytest.raises(ValueError, match="'other'"):

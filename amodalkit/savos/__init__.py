@@ -39,6 +39,7 @@ from .training import (  # noqa: F401
 )
 from .experiments import (  # noqa: F401
     crop_predictions, Scores, score_tracks, image_predictions, RELIANCE_PROBES, switched_inputs, donor_tracks,
-    reliance_probes, without_past, rule_predictions, chapter_setup, variant_scores, binary_amodal,
+    reliance_probes, without_past, rule_predictions, chapter_setup, variant_scores, binary_amodal, ablation_rows,
+    ABLATION_WORLDS,
 )
 from ..deocclusion import erasers, weighted_deocclusion_loss  # noqa: F401,E402

@@ -2,6 +2,7 @@
 the per-chapter setup, so the notebooks only choose and show."""
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -223,6 +224,56 @@ def chapter_setup(world: str, seed: int, params: dict) -> tuple[WorldTracks, SaV
                              boxes=boxes, train_tracks=train_tracks)
     return data, recipe, dict(world=world, seed=seed, clips=clips, preset=params["preset"], flow=flow, boxes=boxes,
                               train_tracks=train_tracks)
+
+
+# The rows of the supplement's ablation tables (Tables 1-3: the paper's eight), trained on both worlds by
+# savos_ablations; L_C's paper form is a fishbowl-only row (the ladder's supervised rows and the matched-size PCNet-M
+# are benchmarks' rows, never a chapter's)
+ABLATION_WORLDS = ("fishbowl", "street")
+ABLATION_ROWS = ("full", "no_consistency", "no_bidirectional", "no_temporal", "no_flow", "no_image",
+                 "savos_arch_deocc_loss", "deocc_arch_deocc_loss")
+EXTRA_ROWS = {"fishbowl": ("paper_consistency",), "street": ()}
+# the parameters chapter_setup reads (a warm-up task names its model by them)
+SETUP_PARAMS = ("preset", "train_clips", "val_clips", "test_clips", "crop", "base", "window", "batch", "steps", "lr",
+                "pcnet_width")
+
+
+def ablation_rows(world: str) -> list[str]:
+    """The rows savos_ablations trains on ``world``."""
+    return list(ABLATION_ROWS + EXTRA_ROWS[world])
+
+
+def warm_tasks(chapter: str, params: dict) -> list[list[tuple[str, dict]]]:
+    """The models a SaVos chapter trains, as independent tasks for the parallel warm-up (``book run --jobs N``):
+    a first wave cuts each world and seed's tracks once (:func:`warm_data`), the second trains the rows
+    (:func:`warm`). ``savos_ablations``: every row on both worlds, and the exact-flow rows that see the flow (a row
+    that ignores it is the same model); ``savos_chewing_gum``: SaVos and PCNet-M on ``chewing_gum``. The other
+    SaVos chapters load these models."""
+    setup = {k: params[k] for k in SETUP_PARAMS}
+    if chapter == "savos_ablations":
+        rows = [(w, dict(setup), r) for w in ABLATION_WORLDS for r in ablation_rows(w)]
+        rows += [(w, dict(setup, flow="truth"), r) for w in ABLATION_WORLDS for r in params["exact_flow_rows"]
+                 if VARIANTS[r].flow_input]
+    elif chapter == "savos_chewing_gum":
+        rows = [("chewing_gum", dict(setup), r) for r in ("full", "deocc_arch_deocc_loss")]
+    else:
+        raise ValueError(f"warm_tasks: {chapter!r} trains no SaVos model of its own")
+    seeds = range(params["seeds"])
+    data = {json.dumps([w, p.get("flow"), seed]): dict(world=w, seed=seed, params=p) for w, p, _ in rows for seed in seeds}
+    return [[("amodalkit.savos.experiments:warm_data", d) for d in data.values()],
+            [("amodalkit.savos.experiments:warm", dict(world=w, seed=seed, params=p, row=r)) for seed in seeds
+             for w, p, r in rows]]
+
+
+def warm_data(world: str, seed: int, params: dict) -> None:
+    """Cut (into the cache) one world and seed's tracks of :func:`warm_tasks`."""
+    chapter_setup(world, seed, params)
+
+
+def warm(world: str, seed: int, params: dict, row: str) -> None:
+    """Train (into the model cache) one row of :func:`warm_tasks`."""
+    data, recipe, key = chapter_setup(world, seed, params)
+    train_variant(row, data, recipe, seed, key)
 
 
 def variant_scores(name: str, data: WorldTracks, recipe: SaVosRecipe, seed: int, key: dict):
