@@ -296,11 +296,16 @@ def _resolve(name: Any):
     return getattr(importlib.import_module(module), attribute)
 
 
-def _warm_task(function: str, kwargs: dict, threads: int) -> float:
-    """Run one training task of the parallel warm-up in this (worker) process; returns its seconds."""
+def _warm_task(function: str, kwargs: dict, threads: int, training_log: str) -> float:
+    """Run one training task of the parallel warm-up in this (worker) process; returns its seconds. The models it
+    trains are logged to ``training_log`` (appended line by line, as a notebook's are)."""
     import torch
 
     torch.set_num_threads(threads)
+    os.environ[TRAINING_LOG_ENV] = training_log
+    # the workers' own progress bars would interleave in one terminal: the wave's bar stands for them (a failure
+    # still reaches the parent as the task's exception)
+    sys.stderr = open(os.devnull, "w")
     start = time.perf_counter()
     _resolve(function)(**kwargs)
     return time.perf_counter() - start
@@ -309,8 +314,8 @@ def _warm_task(function: str, kwargs: dict, threads: int) -> float:
 def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout) -> dict[str, dict]:
     """Train the models of the chapters ``names`` into the model cache in ``jobs`` parallel processes, chapter by
     chapter and wave by wave (each chapter's ``WARM_TASKS`` function; a task an earlier chapter already ran is not
-    run again). Returns, per chapter, its warm-up's wall seconds and the models it trained (``{"seconds", "models"}``;
-    its row in the wall-time record adds them).
+    run again). Returns, per chapter, its warm-up's wall seconds and the models it trained (``{"seconds", "models"}``,
+    from the training log its tasks write; its row in the wall-time record adds them).
 
     Raises:
         BookError: a task failed (names it and the error).
@@ -325,7 +330,10 @@ def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for name in (n for n in names if n in WARM_TASKS):
-            start, models = time.perf_counter(), 0
+            start = time.perf_counter()
+            log = BUILD_DIR / "warm-up" / f"{name}.training.jsonl"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.unlink(missing_ok=True)
             waves = _resolve(WARM_TASKS[name])(name, params[name])
             for i, wave in enumerate(waves):
                 tasks = {}
@@ -334,8 +342,7 @@ def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout
                     if task_id not in done:
                         tasks[task_id] = (function, kwargs)
                 done.update(tasks)
-                models += len(tasks)
-                futures = {pool.submit(_warm_task, f, kw, threads): (f, kw) for f, kw in tasks.values()}
+                futures = {pool.submit(_warm_task, f, kw, threads, str(log)): (f, kw) for f, kw in tasks.values()}
                 for future in tqdm(as_completed(futures), total=len(futures),
                                    desc=f"{name}: models, wave {i + 1} of {len(waves)}", unit="model", file=out):
                     try:
@@ -344,7 +351,7 @@ def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout
                         function, kwargs = futures[future]
                         shown = {k: v for k, v in kwargs.items() if k != "params"}
                         raise BookError(f"training task {function}({shown}) failed: {type(err).__name__}: {err}") from None
-            warmed[name] = dict(seconds=round(time.perf_counter() - start, 2), models=models)
+            warmed[name] = dict(seconds=round(time.perf_counter() - start, 2), models=training_summary(log)["trained"])
     return warmed
 
 
