@@ -296,6 +296,14 @@ def _resolve(name: Any):
     return getattr(importlib.import_module(module), attribute)
 
 
+def _restore_environment(previous: dict[str, str | None]) -> None:
+    for k, v in previous.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def _warm_task(function: str, kwargs: dict, threads: int, training_log: str) -> float:
     """Run one training task of the parallel warm-up in this (worker) process; returns its seconds. The models it
     trains are logged to ``training_log`` (appended line by line, as a notebook's are)."""
@@ -311,23 +319,37 @@ def _warm_task(function: str, kwargs: dict, threads: int, training_log: str) -> 
     return time.perf_counter() - start
 
 
-def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout) -> dict[str, dict]:
+def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout,
+            env: dict[str, str] | None = None) -> dict[str, dict]:
     """Train the models of the chapters ``names`` into the model cache in ``jobs`` parallel processes, chapter by
     chapter and wave by wave (each chapter's ``WARM_TASKS`` function; a task an earlier chapter already ran is not
     run again). Returns, per chapter, its warm-up's wall seconds and the models it trained (``{"seconds", "models"}``,
-    from the training log its tasks write; its row in the wall-time record adds them).
+    from the training log its tasks write; its row in the wall-time record adds them). ``env``: environment variables
+    the workers start with (the replica's kernels and model cache: they must hold before a worker loads torch).
 
     Raises:
         BookError: a task failed (names it and the error).
     """
+    warmed: dict[str, dict] = {}
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    previous = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})  # spawned workers (started as tasks are submitted) inherit the environment
+    try:
+        _warm_chapters(names, params, jobs, out, threads, warmed)
+    finally:
+        _restore_environment(previous)
+    return warmed
+
+
+def _warm_chapters(names: list[str], params: dict[str, dict], jobs: int, out, threads: int,
+                   warmed: dict[str, dict]) -> None:
+    """:func:`warm_up`'s pool: fills ``warmed`` chapter by chapter."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from tqdm import tqdm
 
     done: set[str] = set()
-    warmed: dict[str, dict] = {}
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for name in (n for n in names if n in WARM_TASKS):
             start = time.perf_counter()
@@ -352,7 +374,6 @@ def warm_up(names: list[str], params: dict[str, dict], jobs: int, out=sys.stdout
                         shown = {k: v for k, v in kwargs.items() if k != "params"}
                         raise BookError(f"training task {function}({shown}) failed: {type(err).__name__}: {err}") from None
             warmed[name] = dict(seconds=round(time.perf_counter() - start, 2), models=training_summary(log)["trained"])
-    return warmed
 
 
 def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[str, Any] | None = None,
@@ -401,7 +422,7 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
                    and (force or not is_fresh(out_profile, n, cache_key(chapter_inputs(n, params[n]))))]
         if pending:
             jobs = jobs or (2 if device.startswith("CPU") else min(16, os.cpu_count() or 1))
-            warmed = warm_up(pending, params, jobs, out)
+            warmed = warm_up(pending, params, jobs, out, env=replica_env)
     kernel = ensure_kernel()
     reports: list[RunReport] = []
     bar = tqdm(names, desc=f"notebooks ({out_profile})", unit="nb", file=out)
@@ -442,11 +463,7 @@ def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[s
             _print_summary(reports, out)
             raise BookError(_describe_failure(name, err, failed)) from None
         finally:
-            for k, v in previous.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            _restore_environment(previous)
         seconds = time.perf_counter() - start
         recorded = json.loads(measurements.read_text())["measurements"] if measurements.is_file() else {}
         run_meta = {"profile": profile, "parameters": params[name], "cache_key": key, "wall_time_s": round(seconds, 2),

@@ -1,5 +1,7 @@
 """The runner and the build: every notebook under smoke, caching, failures, the claims page."""
 import json
+import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -153,3 +155,27 @@ def test_a_claim_shows_the_gpu_editions_verdict_beside_its_own():
     html = claims_table_html(quick, claim, set(), editions=[(label, gpu)])
     assert "✓ reproduced" in html and "gpu profile on NVIDIA H200: " in html and "✗ not reproduced" in html
     assert "gpu profile" not in claims_table_html(quick, claim, set(), editions=[(label, {})])
+
+
+def _environment_tasks(chapter, params):
+    """A warm-up task list for the test below: one task that writes what its worker's environment holds."""
+    return [[("test_book:_write_environment", dict(path=params["path"]))]]
+
+
+def _write_environment(path):
+    from amodalkit.results import TRAINING_LOG_ENV
+
+    Path(path).write_text(json.dumps({k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "AMODALKIT_CACHE",
+                                                                      TRAINING_LOG_ENV)}))
+
+
+def test_the_warm_up_workers_start_in_the_runs_environment(tmp_path, monkeypatch):
+    """The replica's kernels and model cache must hold in the workers that train its models (they are read when
+    torch loads), and only there: the parent's environment is restored afterwards."""
+    monkeypatch.setattr(book, "WARM_TASKS", {"crw_theory": "test_book:_environment_tasks"})
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    env = {"ATEN_CPU_CAPABILITY": "default", "AMODALKIT_CACHE": str(tmp_path / "kernel-default")}
+    warmed = book.warm_up(["crw_theory"], {"crw_theory": {"path": str(tmp_path / "env.json")}}, jobs=1, env=env)
+    seen = json.loads((tmp_path / "env.json").read_text())
+    assert {k: seen[k] for k in env} == env and seen[book.TRAINING_LOG_ENV].endswith("crw_theory.training.jsonl")
+    assert warmed["crw_theory"]["models"] == 0 and "ATEN_CPU_CAPABILITY" not in os.environ
