@@ -467,7 +467,12 @@ _OWN_HISTORY_NOTE = (" The own-history gate was added (a gate is only ever added
                      "supervised SaVos network at 16 x 32 lost 0.016 / 0.014 / 0.023 with another clip's history, yet "
                      "the same network without the LSTM scored the same (0.369 against 0.374) and its state from the "
                      "current frame alone cost 0.002-0.004. The swap measures how much a wrong past misleads; the own "
-                     "history gain, how much the model's own past helps.")
+                     "history gain, how much the model's own past helps. The supervised ladder "
+                     "(`benchmarks/savos_ladder.py`, `fishbowl`, seed 0; the ablation chapter's table) found no crop "
+                     "size up to Table 6's 64 x 128 at which even the network trained on the amodal truth gains 0.02 "
+                     "from its own past: {{ savos_ladder.json:cells.16x32/supervised/0.own_history }} at 16 x 32, "
+                     "{{ savos_ladder.json:cells.32x64/supervised/0.own_history }} at 32 x 64 and "
+                     "{{ savos_ladder.json:cells.64x128/supervised/0.own_history }} at 64 x 128.")
 
 
 _EXACT_FLOW_NOTE = (" Supplement A.3: 'Removing flow input hurts the performance by a large gap up to more than 0.1 "
