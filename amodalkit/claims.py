@@ -471,7 +471,7 @@ _OWN_HISTORY_NOTE = (" The own-history gate was added (a gate is only ever added
                      "(`benchmarks/savos_ladder.py`, `fishbowl`, seed 0; the ablation chapter's table) found no crop "
                      "size up to Table 6's 64 x 128 at which even the network trained on the amodal truth gains 0.02 "
                      "from its own past: {{ savos_ladder.json:cells.16x32/supervised/0.own_history }} at 16 x 32, "
-                     "{{ savos_ladder.json:cells.32x64/supervised/0.own_history }} at 32 x 64 and "
+                     "{{ savos_ladder.json:cells.32x64/supervised/0/lr=0.0001.own_history }} at 32 x 64 (lr 1e-4) and "
                      "{{ savos_ladder.json:cells.64x128/supervised/0.own_history }} at 64 x 128.")
 
 
