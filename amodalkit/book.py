@@ -304,16 +304,19 @@ def _restore_environment(previous: dict[str, str | None]) -> None:
             os.environ[k] = v
 
 
-def _warm_task(function: str, kwargs: dict, threads: int, training_log: str) -> float:
-    """Run one training task of the parallel warm-up in this (worker) process; returns its seconds. The models it
-    trains are logged to ``training_log`` (appended line by line, as a notebook's are)."""
+def _warm_worker(threads: int, training_log: str) -> None:
+    """Each warm-up worker once, as it starts: its torch threads, the training log its models go to (appended line
+    by line, as a notebook's are), and no progress bars of its own (they would interleave in one terminal: the
+    wave's bar stands for them; a failure still reaches the parent as the task's exception)."""
     import torch
 
     torch.set_num_threads(threads)
     os.environ[TRAINING_LOG_ENV] = training_log
-    # the workers' own progress bars would interleave in one terminal: the wave's bar stands for them (a failure
-    # still reaches the parent as the task's exception)
     sys.stderr = open(os.devnull, "w")
+
+
+def _warm_task(function: str, kwargs: dict) -> float:
+    """Run one training task of the parallel warm-up in a worker; returns its seconds."""
     start = time.perf_counter()
     _resolve(function)(**kwargs)
     return time.perf_counter() - start
@@ -350,12 +353,14 @@ def _warm_chapters(names: list[str], params: dict[str, dict], jobs: int, out, th
     from tqdm import tqdm
 
     done: set[str] = set()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    logs = BUILD_DIR / "warm-up"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / "training.jsonl"  # one log for the pool; each chapter's models are the lines it added
+    log.unlink(missing_ok=True)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_warm_worker, initargs=(threads, str(log))) as pool:
         for name in (n for n in names if n in WARM_TASKS):
-            start = time.perf_counter()
-            log = BUILD_DIR / "warm-up" / f"{name}.training.jsonl"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.unlink(missing_ok=True)
+            start, before = time.perf_counter(), training_summary(log)["trained"]
             waves = _resolve(WARM_TASKS[name])(name, params[name])
             for i, wave in enumerate(waves):
                 tasks = {}
@@ -364,7 +369,7 @@ def _warm_chapters(names: list[str], params: dict[str, dict], jobs: int, out, th
                     if task_id not in done:
                         tasks[task_id] = (function, kwargs)
                 done.update(tasks)
-                futures = {pool.submit(_warm_task, f, kw, threads, str(log)): (f, kw) for f, kw in tasks.values()}
+                futures = {pool.submit(_warm_task, f, kw): (f, kw) for f, kw in tasks.values()}
                 for future in tqdm(as_completed(futures), total=len(futures),
                                    desc=f"{name}: models, wave {i + 1} of {len(waves)}", unit="model", file=out):
                     try:
@@ -373,7 +378,7 @@ def _warm_chapters(names: list[str], params: dict[str, dict], jobs: int, out, th
                         function, kwargs = futures[future]
                         shown = {k: v for k, v in kwargs.items() if k != "params"}
                         raise BookError(f"training task {function}({shown}) failed: {type(err).__name__}: {err}") from None
-            warmed[name] = dict(seconds=round(time.perf_counter() - start, 2), models=training_summary(log)["trained"])
+            warmed[name] = dict(seconds=round(time.perf_counter() - start, 2), models=training_summary(log)["trained"] - before)
 
 
 def run(profile: str = "quick", only: list[str] | None = None, overrides: dict[str, Any] | None = None,

@@ -177,5 +177,5 @@ def test_the_warm_up_workers_start_in_the_runs_environment(tmp_path, monkeypatch
     env = {"ATEN_CPU_CAPABILITY": "default", "AMODALKIT_CACHE": str(tmp_path / "kernel-default")}
     warmed = book.warm_up(["crw_theory"], {"crw_theory": {"path": str(tmp_path / "env.json")}}, jobs=1, env=env)
     seen = json.loads((tmp_path / "env.json").read_text())
-    assert {k: seen[k] for k in env} == env and seen[book.TRAINING_LOG_ENV].endswith("crw_theory.training.jsonl")
+    assert {k: seen[k] for k in env} == env and seen[book.TRAINING_LOG_ENV].endswith("training.jsonl")
     assert warmed["crw_theory"]["models"] == 0 and "ATEN_CPU_CAPABILITY" not in os.environ
