@@ -66,7 +66,9 @@ PAGES_PROFILE = "quick"
 WARM_TASKS = {"crw_propagation": "amodalkit.crw:gpu_tasks", "crw_ablations": "amodalkit.crw:gpu_tasks",
               "maskvos": "amodalkit.maskvos.experiments:gpu_tasks",
               "savos_ablations": "amodalkit.savos.experiments:warm_tasks",
-              "savos_chewing_gum": "amodalkit.savos.experiments:warm_tasks"}
+              "savos_chewing_gum": "amodalkit.savos.experiments:warm_tasks",
+              "vae_analysis": "amodalkit.amodal_vae.experiments:warm_tasks",
+              "vae_robustness": "amodalkit.amodal_vae.experiments:warm_tasks"}
 # where a `gpu` run without a GPU goes: the same code path at the smoke profile's sizes (what the tests run)
 GPU_ON_CPU = "gpu-cpu-smoke"
 # other editions whose verdicts the book shows beside its own (when their results are committed)

@@ -73,19 +73,11 @@ def _run_savos(params: dict, seed: int, meta: dict, frames: Path | None) -> None
 
 
 def _run_vae(params: dict, seed: int, meta: dict, frames: Path | None) -> None:
-    from .amodal_vae import VAERecipe, full_mask_set, load_instances, train_amodal_vae
+    from .amodal_vae import experiments
 
-    recipe = VAERecipe(width=params["net_width"], hidden=params["hidden"], batch=params["batch"],
-                       steps1=params["steps1"], steps2=params["steps2"], steps3=params["steps3"],
-                       kl_begin=params["kl_begin"], kl_alpha=params["kl_alpha"])
-    world, every, preset = params["world"], params["every"], params["preset"]
-    data = {split: load_instances(world, split, seed=seed, n_clips=params[f"{split}_clips"], every=every, preset=preset)
-            for split in ("train", "val")}
-    key = dict(world=world, seed=seed, preset=preset, clips=(params["train_clips"], params["val_clips"]), every=every)
-    val_full = data["val"].visible[data["val"].visible_ratio >= 1.0]
-    stage1_masks = (full_mask_set(world, seed, n_clips=params["stage1_clips"], every=every, preset=preset), val_full)
-    meta.update(recipe=dataclasses.asdict(recipe), data=key)
-    train_amodal_vae(recipe, data["train"], data["val"], seed=seed, data_key=key, stage1_masks=stage1_masks)
+    data = experiments.chapter_data(params["world"], seed, params, splits=())
+    meta.update(recipe=dataclasses.asdict(experiments.recipe_from(params)), data=data.key)
+    experiments.train_vae(data, params, seed)
 
 
 def _stem_world(params: dict) -> dict:

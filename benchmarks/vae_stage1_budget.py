@@ -47,6 +47,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=8000, help="steps of the constant-weight run (default 8000)")
     parser.add_argument("--anneal-steps", type=int, default=4000, help="steps of the annealed run (0: none)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=None, help="stage 1's rate (default: the quick profile's)")
+    parser.add_argument("--world", default=None, help="the world (default: vae_analysis's)")
     parser.add_argument("--out", default=str(ROOT / "results" / "vae_stage1_budget.json"))
     args = parser.parse_args(argv)
     if args.steps < 100 or (args.anneal_steps and args.anneal_steps < 100):
@@ -62,13 +64,13 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(2)
     p = resolve("vae_analysis", "quick")
-    world, seed = p["world"], args.seed
+    world, seed = args.world or p["world"], args.seed
     masks = full_mask_set(world, seed, n_clips=p["stage1_clips"], every=p["every"], preset=p["preset"])
     val = load_instances(world, "val", seed=seed, n_clips=p["val_clips"], every=p["every"], preset=p["preset"])
     val_full = val.visible[val.visible_ratio >= 1.0]
     key = dict(world=world, seed=seed, preset=p["preset"], clips=(p["train_clips"], p["val_clips"]), every=p["every"])
-    base = VAERecipe(width=p["net_width"], hidden=p["hidden"], batch=p["batch"])
-    out = dict(world=world, seed=seed, stage1_masks=len(masks), gate_threshold=VAE_MAX_PLATEAU, runs={})
+    base = VAERecipe(width=p["net_width"], hidden=p["hidden"], batch=p["batch"], lr1=args.lr or p.get("lr1", VAERecipe.lr1))
+    out = dict(world=world, seed=seed, lr1=base.lr1, stage1_masks=len(masks), gate_threshold=VAE_MAX_PLATEAU, runs={})
     runs = [("constant", dataclasses.replace(base, steps1=args.steps, anneal=False))]
     if args.anneal_steps:
         begin, alpha = scaled_kl_schedule(args.anneal_steps)

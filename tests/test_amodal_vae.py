@@ -264,3 +264,31 @@ def test_two_sample_classifier_needs_equal_sets_of_at_least_a_fold_each():
         av.classifier_two_sample_accuracy(torch.zeros(6, 4, 4, dtype=torch.bool), torch.zeros(5, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="as many masks per set as folds"):
         av.classifier_two_sample_accuracy(torch.zeros(3, 4, 4, dtype=torch.bool), torch.zeros(3, 4, 4, dtype=torch.bool))
+
+
+def test_the_warm_up_tasks_train_what_the_chapters_load(tmp_path, monkeypatch):
+    """vae_analysis' warm-up: data once per seed, both schedules per seed, then the random start of seed 0 (it needs
+    the annealed stage 1); vae_robustness: the VAE and PCNet-M on street per seed; a trained task is what the
+    chapter's own call then loads from the cache."""
+    from amodalkit import profiles
+    from amodalkit.amodal_vae import experiments
+
+    monkeypatch.setenv("AMODALKIT_CACHE", str(tmp_path))
+    params = dict(profiles.resolve("vae_analysis", "smoke"), seeds=2)
+    data_wave, model_wave, random_wave = experiments.warm_tasks("vae_analysis", params)
+    assert [t["seed"] for _, t in data_wave] == [0, 1]
+    assert [(t["seed"], t["schedule"]) for _, t in model_wave] == [(0, "anneal"), (0, "constant"), (1, "anneal"),
+                                                                   (1, "constant")]
+    assert [(t["seed"], t["schedule"], t["partial_init"]) for _, t in random_wave] == [(0, "anneal", "random")]
+    for function, task in (data_wave[0], model_wave[1]):
+        experiments.warm_data(**task) if function.endswith("warm_data") else experiments.warm_vae(**task)
+    chapter = experiments.chapter_data("fishbowl", 0, params)
+    _, stages = experiments.train_vae(chapter, params, 0, "constant")
+    assert all(result.from_cache for result in stages.values())
+    robust = dict(profiles.resolve("vae_robustness", "smoke"), seeds=1)
+    _, models = experiments.warm_tasks("vae_robustness", robust)
+    assert [(f.rsplit(":", 1)[1], t["world"]) for f, t in models] == [("warm_vae", "street"), ("warm_pcnet", "street")]
+    experiments.warm_pcnet(**models[1][1])
+    assert experiments.train_pcnet(experiments.chapter_data("street", 0, robust), robust, 0).from_cache
+    with pytest.raises(ValueError, match="vae_inpainting"):
+        experiments.warm_tasks("vae_inpainting", params)

@@ -23,7 +23,8 @@ Modules (everything public is re-exported here):
 * :mod:`.model`: the schedule, the networks, boxes, the stages' losses, the latent-space measures;
 * :mod:`.data`: instances of a world and the whole-mask set of stage 1;
 * :mod:`.training`: the recipe and the three stages (cached models keyed by ``TRAINING_CODE``);
-* :mod:`.analysis`: completion, IoUs, thresholds, prior samples.
+* :mod:`.analysis`: completion, IoUs, thresholds, prior samples;
+* :mod:`.experiments`: the chapters' data and models (named once for the notebooks and the parallel warm-up).
 
 Box convention: (x0, y0, x1, y1) in pixels of a continuous frame whose pixel i covers [i, i + 1).
 """
@@ -42,4 +43,8 @@ from .analysis import (  # noqa: F401
     complete, binarise, completion_iou, tune_threshold, prior_samples, best_iou_to, classifier_two_sample_accuracy,
     pairwise_iou, active_dimensions,
     self_supervised_threshold,
+)
+from .experiments import (  # noqa: F401
+    SETUP_PARAMS, PCNET_PARAMS, ROBUSTNESS_WORLD, ChapterData, recipe_from, schedules, chapter_data, train_vae,
+    pcnet_training_masks, train_pcnet, warm_tasks,
 )
