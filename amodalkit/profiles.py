@@ -129,8 +129,8 @@ _CRW_COMMON: dict[str, Param] = {
 
 # shared by the Amodal-VAE chapters: instances, the three stages' sizes and schedule
 _VAE_COMMON: dict[str, Param] = {
-    # 3 seeds: stage 1 on ~20x more masks and a faithful PCNet-M take the 10-minute share that 5 seeds took before
-    # (measured: 1000 stage-1 steps and PCNet-M at width 16 / 600 steps took 18.5 min for the two chapters)
+    # 3 seeds within the Amodal-VAE chapters' 40-minute share: six stage-1 runs on fishbowl, three on street and
+    # three PCNet-M, trained two at a time by the parallel warm-up (book run --jobs 2)
     "seeds": Param(int, 3, "world and initialisation seeds", 1, 50),
     "preset": Param(str, "quick", "world sizes: quick defaults or the papers' sizes", choices=("quick", "paper")),
     "train_clips": Param(int, 24, "training clips per seed (instances every `every` frames)", 1, 100_000),

@@ -34,6 +34,9 @@ def main(argv=None) -> dict:
                         help="0 alone: no PCNet-M runs")
     parser.add_argument("--out", default=str(ROOT / "results" / "vae_rate_screen.json"))
     args = parser.parse_args(argv)
+    for name, rates in (("--stage1-rates", args.stage1_rates), ("--pcnet-rates", args.pcnet_rates)):
+        if len({f"{r:.0e}" for r in rates}) < len(rates):  # the results are keyed by the rate at one digit
+            parser.error(f"{name}: two rates with the same one-digit form ({rates})")
     if args.stage1_steps < 20 or args.pcnet_steps < 20:
         parser.error("--stage1-steps and --pcnet-steps must be at least 20 (a validation every 5% of the run)")
 
@@ -53,7 +56,7 @@ def main(argv=None) -> dict:
     for rate in args.stage1_rates:
         recipe = dataclasses.replace(base, steps1=args.stage1_steps, lr1=rate)
         h = train_stage1(recipe, *data.stage1_masks, seed=0, data_key=dict(data.key, screen=True)).history
-        out["stage1"][f"{rate:g}"] = dict(best=min(h["val_loss"]), val_step=h["val_step"], val_loss=h["val_loss"])
+        out["stage1"][f"{rate:.0e}"] = dict(best=min(h["val_loss"]), val_step=h["val_step"], val_loss=h["val_loss"])
     if args.pcnet_rates != [0]:
         robust = resolve("vae_robustness", "quick")
         street = experiments.chapter_data(experiments.ROBUSTNESS_WORLD, 0, robust, splits=())
@@ -62,7 +65,7 @@ def main(argv=None) -> dict:
         for rate in args.pcnet_rates:
             params = dict(robust, deo_steps=args.pcnet_steps, deo_lr=rate)
             h = experiments.train_pcnet(street, params, 0).history
-            out["pcnet"][f"{rate:g}"] = dict(best=min(h["val_loss"]), val_step=h["val_step"], val_loss=h["val_loss"])
+            out["pcnet"][f"{rate:.0e}"] = dict(best=min(h["val_loss"]), val_step=h["val_step"], val_loss=h["val_loss"])
     for model in ("stage1", "pcnet"):
         if out[model]:
             out[f"{model}_chosen"] = min(out[model], key=lambda r: out[model][r]["best"])

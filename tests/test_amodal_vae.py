@@ -166,9 +166,11 @@ def test_kl_schedule_scaled_to_the_run_gives_the_papers_values_at_its_size():
     assert gap / 0.49 == pytest.approx(1 - math.exp(-1), abs=0.01)
     from amodalkit.profiles import resolve
 
-    for profile in ("quick", "paper"):  # every profile follows the rule
-        p = resolve("vae_analysis", profile)
-        assert (p["kl_begin"], p["kl_alpha"]) == pytest.approx(av.scaled_kl_schedule(p["steps1"])), profile
+    for profile in ("quick", "paper"):  # every profile follows the rule, in both chapters that train stage 1
+        for chapter in ("vae_analysis", "vae_robustness"):
+            p = resolve(chapter, profile)
+            assert (p["kl_begin"], p["kl_alpha"]) == pytest.approx(av.scaled_kl_schedule(p["steps1"])), (chapter,
+                                                                                                         profile)
 
 
 def test_burda_active_units_and_per_dimension_kl_by_hand():

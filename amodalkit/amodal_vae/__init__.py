@@ -45,6 +45,6 @@ from .analysis import (  # noqa: F401
     self_supervised_threshold,
 )
 from .experiments import (  # noqa: F401
-    SETUP_PARAMS, PCNET_PARAMS, ROBUSTNESS_WORLD, ChapterData, recipe_from, schedules, chapter_data, train_vae,
-    pcnet_training_masks, train_pcnet, warm_tasks,
+    SETUP_PARAMS, PCNET_PARAMS, PCNET_CODE, ROBUSTNESS_WORLD, ChapterData, recipe_from, schedules, chapter_data,
+    train_vae, pcnet_training_masks, check_pcnet_params, train_pcnet, warm_tasks,
 )

@@ -17,13 +17,15 @@ from .training import VAERecipe, train_amodal_vae
 SETUP_PARAMS = ("preset", "train_clips", "stage1_clips", "val_clips", "test_clips", "every", "net_width", "hidden",
                 "batch", "steps1", "lr1", "steps2", "steps3", "kl_begin", "kl_alpha")
 PCNET_PARAMS = ("deo_width", "deo_size", "deo_steps", "deo_lr")
+# the files whose code decides what a cached PCNet-M is (its loss and validation are defined here)
+PCNET_CODE = ("deocclusion.py", "ops.py", "amodal_vae/experiments.py")
 # the world of the robustness chapter (Table 1 of the supplement is on KINS: cars and people)
 ROBUSTNESS_WORLD = "street"
 
 
 class ChapterData(NamedTuple):
-    """A world and seed's instances (``sets``: train / val / test), the cache key of its models and stage 1's whole
-    masks (train (N, H, W) bool from many clips, val: the validation clips' whole masks)."""
+    """A world and seed's instances (``sets``: train and val, and test when asked for), the cache key of its models
+    and stage 1's whole masks (train (N, H, W) bool from many clips, val: the validation clips' whole masks)."""
 
     sets: dict[str, Instances]
     key: dict
@@ -72,6 +74,12 @@ def pcnet_training_masks(data: ChapterData) -> np.ndarray:
     return np.concatenate([data.stage1_masks[0], train.visible[train.visible_ratio < 1.0]])
 
 
+def check_pcnet_params(params: dict) -> None:
+    """Raise a ValueError naming the parameter when PCNet-M cannot train at these sizes (call it before long work)."""
+    if params["deo_size"] % 4:
+        raise ValueError(f"deo_size must be divisible by 4 (the U-Net pools twice), got {params['deo_size']}")
+
+
 def train_pcnet(data: ChapterData, params: dict, seed: int):
     """PCNet-M with the release's recipe (:mod:`amodalkit.deocclusion`) on :func:`pcnet_training_masks`, batch
     ``batch``, crops ``deo_size``; validation: its own loss on fixed pairs drawn from the validation clips' visible
@@ -79,9 +87,8 @@ def train_pcnet(data: ChapterData, params: dict, seed: int):
     from .. import deocclusion
     from ..train import device, train_cached
 
+    check_pcnet_params(params)
     size, width, steps, lr, batch = (params[k] for k in ("deo_size", "deo_width", "deo_steps", "deo_lr", "batch"))
-    if size % 4:
-        raise ValueError(f"deo_size must be divisible by 4 (the U-Net pools twice), got {size}")
     run_device = device()
     masks = torch.from_numpy(pcnet_training_masks(data)).to(run_device)
     val = torch.from_numpy(data.sets["val"].visible).float().to(run_device)
@@ -103,7 +110,7 @@ def train_pcnet(data: ChapterData, params: dict, seed: int):
 
     config = dict(method="pcnet_m", width=width, size=size, steps=steps, lr=lr, batch=batch, data=data.key,
                   seed=seed, masks=len(masks))
-    return train_cached("pcnet_m", config, make, loss, code=("deocclusion.py", "ops.py"), steps=steps, lr=lr,
+    return train_cached("pcnet_m", config, make, loss, code=PCNET_CODE, steps=steps, lr=lr,
                         seed=seed, validate=validate, validate_every=max(steps // 20, 1), desc="PCNet-M")
 
 
