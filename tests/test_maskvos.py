@@ -199,9 +199,34 @@ def test_segment_clip_keeps_frame_zero_and_rejects_an_empty_mask():
     first[8:20, 8:20] = 1
     out = segment_clip(model, frames, first, rounds=2, radius=3.0, topk=3)
     assert out["masks"].shape == (3, 32, 32) and np.array_equal(out["masks"][0], first)
-    assert out["coarse"].shape == (3, 32, 32)
+    assert out["coarse"].shape == out["decoded"].shape == (3, 32, 32)
     with pytest.raises(ValueError, match="no object"):
         segment_clip(model, frames, np.zeros((32, 32), np.uint8))
+
+
+def test_label_memory_keeps_the_read_out_when_the_decoder_erases():
+    """The release's memory: a frame's label memory is its read-out, so a decoder that erases the object (all
+    background) leaves later read-outs intact; with ``blend=False`` the erased masks fill the memory and the object
+    fades from the read-outs of a static clip."""
+    torch.manual_seed(0)
+    model = MaskVOS(width=4, dim=8, value_dim=4)
+    decode = model.decoder.forward
+    model.decoder.forward = lambda *args: decode(*args) * 0 - 20.0  # every object probability ~0: erases
+    frame = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    frames = np.stack([frame] * 6)  # static: every read-out copies what the memory holds
+    first = np.zeros((32, 32), np.uint8)
+    first[8:24, 8:24] = 1
+    area = (first > 0).sum()
+    options = dict(rounds=1, radius=1000.0, topk=10, context=5, scale=2.0)
+    kept = segment_clip(model, frames, first, **options)
+    erased = segment_clip(model, frames, first, blend=False, **options)
+    for out in (kept, erased):
+        assert (out["decoded"][1:] == 0).all()  # the decoder erased the object on every frame
+        assert (out["masks"][1:] == 0).all()  # and the mean of its masks and the read-out's is background
+    # the read-outs still see it (they blur a little from frame to frame: measured 166 of 256 pixels at frame 5); the
+    # erased memory has lost it by then (measured 0)
+    assert (kept["coarse"][5] > 0).sum() >= 0.5 * area
+    assert (erased["coarse"][5] > 0).sum() <= 0.1 * area
 
 
 @pytest.mark.parametrize("bad, match", [(dict(crop=60), "multiple of 8"), (dict(grid=40), "grid"),
@@ -230,3 +255,47 @@ def test_phase_a_cache_key_ignores_phase_b_settings(monkeypatch):
                    MaskRecipe(**base, corr_steps=5)):
         train_phase_a("lcorr", recipe, videos, videos, seed=0, data_key={"d": 1})
     assert configs[0] == configs[1] and configs[0] != configs[2]
+
+
+def test_online_pseudo_masks_make_the_validation_videos_masks_from_the_same_weights(monkeypatch):
+    """Each update clusters the training and the validation videos with the weights of that step, once."""
+    import amodalkit.maskvos.experiments as ex
+
+    calls = []
+    monkeypatch.setattr(ex, "pseudo_masks", lambda model, videos, recipe, method, seed: calls.append(
+        (model, len(videos), seed)) or torch.full((len(videos), 1, 1, 1), len(calls)))
+    recipe = MaskRecipe(seg_steps=20, updates=2, update_span=0.5)  # updates at steps 5 and 10
+    online = ex.OnlinePseudoMasks(recipe, torch.zeros(3, 1), "kmeans", 0, val_videos=torch.zeros(2, 1))
+    for step in range(20):
+        online.at(f"weights@{step}", step)
+    assert [(m, n) for m, n, _ in calls] == [("weights@0", 3), ("weights@0", 2), ("weights@5", 3), ("weights@5", 2),
+                                             ("weights@10", 3), ("weights@10", 2)]
+    assert len({seed for _, _, seed in calls}) == 6  # every clustering its own seed
+    assert int(online.labels.flatten()[0]) == 5 and int(online.val_labels.flatten()[0]) == 6
+
+
+def test_segmentation_validation_is_fixed_and_reads_the_labels():
+    from amodalkit.maskvos import segmentation_validation
+
+    torch.manual_seed(0)
+    model = MaskVOS(width=4, dim=8, value_dim=4).eval()
+    videos = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 6, 32, 32, 3), dtype=np.uint8))
+    labels = torch.zeros(2, 6, 4, 4, dtype=torch.long)
+    labels[:, :, 1:3, 1:3] = 1
+    recipe = MaskRecipe(crop=32, grid=2, grid_ref=2, crw_patch=16, seg_batch=2)
+    first = segmentation_validation(model, videos, labels, recipe, batches=2)
+    assert first == segmentation_validation(model, videos, labels, recipe, batches=2)  # the same batches each time
+    assert first != segmentation_validation(model, videos, labels.roll(1, dims=-1), recipe, batches=2)
+
+
+def test_seg_plateau_reads_only_the_validations_against_the_final_pseudo_masks():
+    """A low L_Seg measured against older pseudo masks (before the last update) must not count as the early best."""
+    from amodalkit.maskvos import seg_plateau
+
+    recipe = MaskRecipe(seg_steps=400, updates=9, update_span=0.5)  # last update at step 200
+    steps = list(range(40, 401, 40))
+    history = {"val_step": steps, "val_seg": [1.2, 0.9, 0.9, 0.8, 0.5, 0.8, 0.75, 0.70, 0.72, 0.66]}
+    # after step 200: best up to step 320 is 0.70, best overall 0.66
+    assert seg_plateau(history, recipe) == pytest.approx((0.70 - 0.66) / 0.70)
+    with pytest.raises(ValueError, match="after the last pseudo-mask update"):
+        seg_plateau({"val_step": [100, 200], "val_seg": [1.0, 0.9]}, recipe)

@@ -194,17 +194,22 @@ def pseudo_iou(labels: torch.Tensor, foreground: np.ndarray) -> float:
 class OnlinePseudoMasks:
     """The pseudo masks of phase B and their schedule: made from the starting weights, re-made at
     :meth:`MaskRecipe.update_steps` from the weights of that step. After a resume they are re-made from the resumed
-    weights (an uninterrupted run used the weights of the last update step)."""
+    weights (an uninterrupted run used the weights of the last update step). ``val_videos``: the validation videos'
+    pseudo masks (``val_labels``) are made beside them, from the same weights."""
 
-    def __init__(self, recipe: MaskRecipe, videos: torch.Tensor, method: str, seed: int):
-        self.recipe, self.videos, self.method, self.seed = recipe, videos, method, seed
+    def __init__(self, recipe: MaskRecipe, videos: torch.Tensor, method: str, seed: int,
+                 val_videos: torch.Tensor | None = None):
+        self.recipe, self.videos, self.method, self.seed, self.val_videos = recipe, videos, method, seed, val_videos
         self.schedule = [0] + recipe.update_steps()
-        self.version, self.labels = -1, None
+        self.version, self.labels, self.val_labels = -1, None, None
 
     def at(self, model: MaskVOS, step: int) -> torch.Tensor:
         due = max(i for i, s in enumerate(self.schedule) if s <= step)
         if due != self.version:
             self.labels = pseudo_masks(model, self.videos.cpu(), self.recipe, self.method, self.seed + 1000 * due)
+            if self.val_videos is not None:
+                self.val_labels = pseudo_masks(model, self.val_videos.cpu(), self.recipe, self.method,
+                                               self.seed + 1000 * due + 500)
             self.version = due
         return self.labels
 
@@ -230,13 +235,43 @@ def train_phase_a(learner: str, recipe: MaskRecipe, train_videos: torch.Tensor, 
                         desc=f"Mask-VOS phase A ({learner}) seed {seed}")
 
 
+@torch.no_grad()
+def segmentation_validation(model: MaskVOS, videos: torch.Tensor, labels: torch.Tensor, recipe: MaskRecipe,
+                            seed: int = 54321, batches: int = 4) -> float:
+    """L_Seg on fixed batches of ``videos`` (V, T, H, W, 3) with their pseudo masks ``labels`` (V, T, H/8, W/8): the
+    self-supervised validation loss of the decoder (its convergence gate reads it; no ground truth)."""
+    run_device = next(model.parameters()).device
+    values = []
+    for i in range(batches):
+        frames, target = seg_clips(videos, labels.to(run_device), recipe, torch.Generator().manual_seed(seed + i))
+        values.append(float(segmentation_loss(model, frames, target, n_objects=recipe.n_objects,
+                                              temperature=recipe.temperature)))
+    return sum(values) / len(values)
+
+
+def seg_plateau(history: dict, recipe: MaskRecipe, tail: float = 0.2) -> float:
+    """The decoder's convergence gate: :func:`amodalkit.train.plateau_improvement` of L_Seg on the validation videos
+    (``history["val_seg"]`` of a "seg" phase-B run), read only on the validations after the last pseudo-mask update:
+    each update changes the targets, so a loss measured against older pseudo masks is not comparable (a low value
+    then would pass the gate by construction)."""
+    from ..train import plateau_improvement
+
+    last_update = max(recipe.update_steps(), default=0)
+    kept = [(s, v) for s, v in zip(history["val_step"], history["val_seg"]) if s > last_update]
+    if not kept:
+        raise ValueError(f"seg_plateau: no validation after the last pseudo-mask update (step {last_update})")
+    return plateau_improvement({"val_step": [s for s, _ in kept], "val_loss": [v for _, v in kept]}, tail=tail)
+
+
 def train_phase_b(learner: str, arm: str, recipe: MaskRecipe, data: VosData, foreground: np.ndarray | None, *,
                   seed: int, clustering: str = "kmeans"):
     """Phase B from phase A's weights: ``arm`` "correspondence" (the learner's loss alone) or "seg" (plus L_Seg on
-    online pseudo masks made by ``clustering``). The validation records the correspondence loss and, for "seg", the
-    current pseudo masks' IoU to the true foreground (``history["val_pseudo_iou"]``; never used for selection: the
-    last step is kept; ``foreground`` None, e.g. on a user's unlabelled videos, records no IoU). Cached. Returns a
-    TrainResult."""
+    online pseudo masks made by ``clustering``). The validation records the correspondence loss and, for "seg", L_Seg
+    on the validation videos with their own pseudo masks (``history["val_seg"]``; made and re-made beside the training
+    videos', from the same weights; the decoder's convergence gate reads it) and the current
+    training pseudo masks' IoU to the true foreground (``history["val_pseudo_iou"]``; a measurement, never used for
+    selection: the last step is kept; ``foreground`` None, e.g. on a user's unlabelled videos, records no IoU).
+    Cached. Returns a TrainResult."""
     from ..train import device, train_cached
 
     if arm not in ("correspondence", "seg"):
@@ -247,7 +282,7 @@ def train_phase_b(learner: str, arm: str, recipe: MaskRecipe, data: VosData, for
     run_device = device()
     train_videos, val_videos = data.train.to(run_device), data.val.to(run_device)
     crw_recipe = recipe.crw_recipe(recipe.seg_steps)
-    online = OnlinePseudoMasks(recipe, data.train, clustering, seed) if arm == "seg" else None
+    online = OnlinePseudoMasks(recipe, data.train, clustering, seed, val_videos=data.val) if arm == "seg" else None
 
     def make_model():
         model = initial_maskvos(recipe, seed)
@@ -264,8 +299,12 @@ def train_phase_b(learner: str, arm: str, recipe: MaskRecipe, data: VosData, for
 
     def validate(model):
         out = {"loss": correspondence_validation(model, learner, val_videos, recipe)}
-        if online is not None and online.labels is not None and foreground is not None:
-            out["pseudo_iou"] = pseudo_iou(online.labels, foreground)
+        if online is not None:
+            if online.val_labels is None:  # a validation before any step of this process (made up on a resume)
+                online.at(model, 0)
+            out["seg"] = segmentation_validation(model, val_videos, online.val_labels, recipe)
+            if online.labels is not None and foreground is not None:
+                out["pseudo_iou"] = pseudo_iou(online.labels, foreground)
         return out
 
     config = dict(method="maskvos-b", learner=learner, arm=arm, clustering=clustering if arm == "seg" else None,

@@ -4,8 +4,15 @@ For each query frame the memory (frame 0 and the ``context`` previous frames, th
 :func:`amodalkit.propagation.propagate`) is read with one set of weights for both the value maps V_r (Eq. 7) and the
 soft masks Y_r (Eq. 8, the coarse mask). :func:`refine` then runs R rounds: each re-encodes the query with its current
 mask, concatenates that encoding with the read-out values and decodes (Eq. 9). Round 0 decodes from the read-out
-alone (the query's encoding replaced by zeros), as section C describes it. The frame then enters the memory with the
-values of its final mask. The release does one pass per frame (no rounds).
+alone (the query's encoding replaced by zeros), as section C describes it. The release does one pass per frame (no
+rounds).
+
+What a frame leaves in the memory follows the release (``infer_mask.py``; the supplement is silent): its mask is the
+mean of the decoded mask and the read-out (the coarse mask, upsampled), the value memory encodes that mean, and the
+label memory (what later coarse masks are read from) keeps the read-out alone, so a decoder that erases an object does
+not erase it from every later read-out. The release averages the decoder's log-odds with the read-out's
+probabilities; here both are probabilities (``blend=False``: the decoded mask alone, everywhere, as this book's earlier
+editions did).
 """
 from __future__ import annotations
 
@@ -52,17 +59,20 @@ def refine(values: torch.Tensor, coarse: torch.Tensor, encode_query: Callable[[t
 
 @torch.no_grad()
 def segment_clip(model: MaskVOS, frames: np.ndarray, first_mask: np.ndarray, *, rounds: int = 2, scale: float = 1.0,
-                 batch: int = 8, **propagation) -> dict[str, np.ndarray]:
+                 batch: int = 8, blend: bool = True, **propagation) -> dict[str, np.ndarray]:
     """Segment a clip from its first frame's objects with Algorithm S1.
 
     Args:
         frames: (T, H, W, 3) uint8; first_mask: (H, W) int object ids (0 background, 1..O objects).
         rounds: R of the recurrent refinement (0: decode from the read-out alone).
         scale: frames are resized by this before encoding.
+        blend: the release's memory (the module's docstring): a frame's mask is the mean of the decoded and the read-out
+            masks and the label memory keeps the read-out; False: the decoded mask alone, in both memories.
         propagation: :func:`amodalkit.propagation.propagate` options (context, topk, radius, temperature).
 
     Returns:
-        {"masks": (T, H, W) predicted ids, "coarse": (T, H, W) ids of each frame's coarse read-out (Eq. 8)}.
+        {"masks": (T, H, W) predicted ids (the blended masks with ``blend``), "decoded": (T, H, W) ids of the decoder's
+        masks alone, "coarse": (T, H, W) ids of each frame's coarse read-out (Eq. 8)}.
     """
     first_mask = np.asarray(first_mask)
     n_objects = int(first_mask.max())
@@ -102,18 +112,24 @@ def segment_clip(model: MaskVOS, frames: np.ndarray, first_mask: np.ndarray, *, 
                                  f2.to(run_device)).cpu()
         return decode
 
-    def payload(t, masks):  # masks (O + 1, h', w') soft -> stored entry (O D' + O + 1, h, w)
+    def payload(t, masks, labels=None):  # masks (O + 1, h', w') soft -> stored entry (O D' + O + 1, h, w)
         values = encode_query_at(t)(masks[1:])
-        small = F.interpolate(masks[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        small = F.interpolate((masks if labels is None else labels)[None], size=(h, w), mode="bilinear",
+                              align_corners=False)[0]
         return torch.cat([values.reshape(-1, h, w), small])
 
-    finals, coarse = {0: one_hot}, {0: one_hot}
+    finals, decoded, coarse = {0: one_hot}, {0: one_hot}, {0: one_hot}
 
     def update(t, readout):
         values = readout[:n_objects * value_dim].reshape(n_objects, value_dim, h, w)
         coarse[t] = readout[n_objects * value_dim:]
-        finals[t] = refine(values, coarse[t], encode_query_at(t), decode_at(t), rounds)[-1]
-        return payload(t, finals[t])
+        decoded[t] = refine(values, coarse[t], encode_query_at(t), decode_at(t), rounds)[-1]
+        if not blend:
+            finals[t] = decoded[t]
+            return payload(t, finals[t])
+        up = F.interpolate(coarse[t][None], size=decoded[t].shape[-2:], mode="bilinear", align_corners=False)[0]
+        finals[t] = (decoded[t] + up) / 2
+        return payload(t, finals[t], labels=coarse[t])
 
     propagate(enc["key"].float(), payload(0, one_hot), update=update, **propagation)
 
@@ -121,6 +137,6 @@ def segment_clip(model: MaskVOS, frames: np.ndarray, first_mask: np.ndarray, *, 
         return np.stack([F.interpolate(masks[t][None], size=(height, width), mode="bilinear",
                                        align_corners=False)[0].argmax(0).numpy() for t in range(len(frames))])
 
-    out = {"masks": ids(finals), "coarse": ids(coarse)}
-    out["masks"][0] = out["coarse"][0] = first_mask
+    out = {"masks": ids(finals), "decoded": ids(decoded), "coarse": ids(coarse)}
+    out["masks"][0] = out["decoded"][0] = out["coarse"][0] = first_mask
     return out
