@@ -253,13 +253,16 @@ def seg_plateau(history: dict, recipe: MaskRecipe, tail: float = 0.2) -> float:
     """The decoder's convergence gate: :func:`amodalkit.train.plateau_improvement` of L_Seg on the validation videos
     (``history["val_seg"]`` of a "seg" phase-B run), read only on the validations after the last pseudo-mask update:
     each update changes the targets, so a loss measured against older pseudo masks is not comparable (a low value
-    then would pass the gate by construction)."""
+    then would pass the gate by construction). A run too short to have a validation after the update and before the
+    last ``tail`` (a smoke run) reads from its first kept validation."""
     from ..train import plateau_improvement
 
     last_update = max(recipe.update_steps(), default=0)
     kept = [(s, v) for s, v in zip(history["val_step"], history["val_seg"]) if s > last_update]
     if not kept:
         raise ValueError(f"seg_plateau: no validation after the last pseudo-mask update (step {last_update})")
+    if kept[0][0] > (1 - tail) * kept[-1][0]:  # a run of a few steps (smoke): its first kept validation is the start
+        kept = [(0, kept[0][1])] + kept
     return plateau_improvement({"val_step": [s for s, _ in kept], "val_loss": [v for _, v in kept]}, tail=tail)
 
 
