@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
 
     from amodalkit.claims import MASKVOS_MAX_PLATEAU
     from amodalkit.data.davis import davis_ids
-    from amodalkit.maskvos import seg_plateau, segment_clip, train_phase_b
+    from amodalkit.maskvos import decoder_effect, seg_plateau, segment_clip, train_phase_b
     from amodalkit.maskvos.experiments import chapter_data, chapter_recipe, pseudo_masks
     from amodalkit.metrics import evaluate_davis
     from amodalkit.profiles import resolve
@@ -74,24 +74,20 @@ def main(argv=None) -> dict:
                 h = result.history
                 model = result.model.eval()
                 val_labels = pseudo_masks(model, data.val, recipe, seed=seed)
-                changed = area = decoded_area = read_out_area = 0
-                preds, truth, plain = {}, {}, {}
+                preds, truth, plain, decoded, coarse = {}, {}, {}, {}, {}
                 for i, clip in enumerate(data.test):
-                    ids = davis_ids(clip)
+                    ids, name = davis_ids(clip), f"seq{i:04d}"
                     seg = segment_clip(model, clip.frames, ids[0], rounds=params["rounds"], scale=params["test_scale"],
                                        **propagation)
-                    d, c = seg["decoded"][1:], seg["coarse"][1:]
-                    changed += int(((d != c) & ((d > 0) | (c > 0))).sum())
-                    area += int(((d > 0) | (c > 0)).sum())
-                    decoded_area, read_out_area = decoded_area + int((d > 0).sum()), read_out_area + int((c > 0).sum())
-                    preds[f"seq{i:04d}"], truth[f"seq{i:04d}"] = seg["masks"], ids
-                    plain[f"seq{i:04d}"] = segment_clip(model, clip.frames, ids[0], rounds=params["rounds"],
+                    preds[name], truth[name], decoded[name], coarse[name] = seg["masks"], ids, seg["decoded"], seg["coarse"]
+                    plain[name] = segment_clip(model, clip.frames, ids[0], rounds=params["rounds"],
                                                         scale=params["test_scale"], blend=False, **propagation)["masks"]
+                change, keeps = decoder_effect(decoded, coarse)
                 run = dict(learner=learner, seed=seed, steps=steps, seconds=round(seconds, 1),
                            gate=seg_plateau(h, recipe),
                            val_step=h["val_step"], val_seg=h["val_seg"],
                            label_entropy=label_entropy(val_labels, recipe.n_objects + 1),
-                           decoder_change=changed / max(area, 1), decoder_keeps=decoded_area / max(read_out_area, 1),
+                           decoder_change=change, decoder_keeps=keeps,
                            jf=evaluate_davis(preds, truth).overall["J&F"],
                            jf_decoded_memory=evaluate_davis(plain, truth).overall["J&F"])
                 out["runs"][f"{learner}/{seed}/{steps}"] = run

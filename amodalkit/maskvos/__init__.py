@@ -8,5 +8,5 @@
 from .clustering import cluster_video, foreground_iou, objects_from_clusters, sinkhorn  # noqa: F401
 from .experiments import (LEARNERS, MaskRecipe, correspondence_margin, pseudo_iou, pseudo_masks,  # noqa: F401
                           seg_plateau, segmentation_validation, time_steps, train_phase_a, train_phase_b)
-from .inference import refine, segment_clip  # noqa: F401
+from .inference import decoder_effect, refine, segment_clip  # noqa: F401
 from .model import MaskVOS, aggregate, correspondence_loss, segmentation_loss  # noqa: F401

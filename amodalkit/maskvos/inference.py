@@ -140,3 +140,16 @@ def segment_clip(model: MaskVOS, frames: np.ndarray, first_mask: np.ndarray, *, 
     out = {"masks": ids(finals), "decoded": ids(decoded), "coarse": ids(coarse)}
     out["masks"][0] = out["decoded"][0] = out["coarse"][0] = first_mask
     return out
+
+
+def decoder_effect(decoded: dict[str, np.ndarray], coarse: dict[str, np.ndarray]) -> tuple[float, float]:
+    """What the decoder did to the read-out, over frames 1.. of every clip (name -> (T, H, W) ids): the share of the
+    foreground pixels (of either) where its masks differ from the coarse read-out's, and its foreground area over the
+    read-out's (the decoder gates of the Mask-VOS chapter)."""
+    changed = area = decoded_area = read_out_area = 0
+    for name in decoded:
+        d, c = decoded[name][1:], coarse[name][1:]
+        changed += int(((d != c) & ((d > 0) | (c > 0))).sum())
+        area += int(((d > 0) | (c > 0)).sum())
+        decoded_area, read_out_area = decoded_area + int((d > 0).sum()), read_out_area + int((c > 0).sum())
+    return changed / max(area, 1), decoded_area / max(read_out_area, 1)
